@@ -1,0 +1,3 @@
+"""JWT auth gateway: an aiohttp service that issues, checks and revokes JWTs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,238 @@
+"""Identity: reading credentials, checking passwords, issuing and resolving user tokens.
+
+Credentials are parsed for every request by the identity middleware (cheap, syntactic)
+and resolved only when a handler asks (``handlers.common.authenticate``): a public route
+never pays for an argon2 verify, and a stale header does not break ``/login``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.config import Config
+from gateway.errors import (
+    Forbidden,
+    InvalidCredentials,
+    InvalidToken,
+    TooManyAttempts,
+    Unauthenticated,
+    UserNotFound,
+)
+from gateway.keyring import Keyring
+from gateway.passwords import PasswordHasher
+from gateway.regulation import ban_remaining
+from gateway.storage import NewToken, Store, TokenRecord, User
+from gateway.tokens import TokenKind, decode_user_token, issue_user_token, new_jti
+
+__all__ = ["Authenticator", "Credentials", "Identity", "IssuedToken", "parse_credentials"]
+
+#: Longest Basic credential or session key we read.
+_MAX_CREDENTIAL_LENGTH = 4096
+#: Kinds that authenticate a request as ``Authorization: Bearer`` (SPEC §4).
+BEARER_KINDS = frozenset({TokenKind.ACCESS, TokenKind.API})
+SESSION_KINDS = frozenset({TokenKind.SESSION})
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the request presents, before any check. ``scheme`` "invalid" means unreadable."""
+
+    scheme: Literal["basic", "bearer", "session", "invalid"]
+    username: str = ""
+    password: str = ""
+    token: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated user, and the token that proved it (None for Basic)."""
+
+    user: User
+    token: TokenRecord | None
+    method: Literal["basic", "bearer", "session"]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a session's X-Key (the key itself is never stored)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> Credentials | None:
+    """Read the request's credentials (SPEC §4); None when it carries none."""
+    authorization = headers.get("Authorization")
+    x_key = headers.get("X-Key") or query.get("x_key")
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        value = value.strip()
+        if not value or len(value) > _MAX_CREDENTIAL_LENGTH * 3:
+            return Credentials("invalid")
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return Credentials("invalid")
+            username, colon, password = decoded.partition(":")
+            if not colon or not username:
+                return Credentials("invalid")
+            return Credentials("basic", username=username, password=password)
+        if scheme.lower() == "bearer":
+            if x_key is not None:
+                return Credentials("session", token=value, key=x_key)
+            return Credentials("bearer", token=value)
+        return Credentials("invalid")
+    access_token = headers.get("X-Access-Token") or query.get("access_token")
+    if access_token is not None:
+        return Credentials("session", token=access_token, key=x_key or "")
+    return None
+
+
+class Authenticator:
+    """Checks passwords and user tokens against the store; issues user tokens."""
+
+    def __init__(self, config: Config, store: Store, keyring: Keyring, hasher: PasswordHasher,
+                 clock: Callable[[], float]) -> None:
+        self._config = config
+        self._store = store
+        self._keyring = keyring
+        self._hasher = hasher
+        self._clock = clock
+
+    # Passwords
+
+    async def check_password(self, tenant: str, login: str, password: str, address: str, *,
+                             by_email: bool = False, reveal_unknown: bool = False) -> User:
+        """The user whose ``login`` (username, or email) and password match, or raise.
+
+        Raises TooManyAttempts while the account or the address is banned,
+        UserNotFound for an unknown login when ``reveal_unknown``, else InvalidCredentials
+        (an unknown login costs the same argon2 verify as a wrong password).
+        """
+        regulation = self._config.login.regulation
+        now = self._clock()
+        if regulation.max_retries > 0:
+            account, by_address = await self._store.recent_login_failures(
+                tenant, login, address, regulation.max_retries
+            )
+            remaining = max(
+                ban_remaining(failures, now, max_retries=regulation.max_retries,
+                              find_time=regulation.find_time, ban_time=regulation.ban_time)
+                for failures in (account, by_address)
+            )
+            if remaining > 0:
+                raise TooManyAttempts(headers={"Retry-After": str(math.ceil(remaining))})
+        else:
+            account = []
+        if by_email:
+            user = await self._store.get_user_by_email(tenant, login)
+        else:
+            user = await self._store.get_user(tenant, login)
+        matches = await self._hasher.verify(user.password_hash if user else None, password)
+        if not matches or user is None:
+            if regulation.max_retries > 0:
+                await self._store.record_login_failure(tenant, login, address, now)
+            if user is None and reveal_unknown:
+                raise UserNotFound()
+            raise InvalidCredentials()
+        if user.disabled:
+            raise InvalidCredentials()
+        if account:
+            await self._store.clear_login_failures(tenant, login)
+        if self._hasher.needs_rehash(user.password_hash):
+            new_hash = await self._hasher.hash(password)
+            await self._store.set_password(user.id, new_hash, now, revoke_tokens=False)
+        return user
+
+    # Issuing
+
+    async def issue(self, user: User, kind: TokenKind, lifetime: int, *,
+                    key: str | None = None, description: str | None = None,
+                    family_id: str | None = None, parent_jti: str | None = None) -> IssuedToken:
+        """Record and sign a new user token of ``kind`` for ``user``."""
+        issued_at = int(self._clock())
+        expires_at = issued_at + lifetime
+        jti = new_jti()
+        await self._store.add_token(NewToken(
+            jti=jti, kind=kind.value, tenant=user.tenant, user_id=user.id,
+            issued_at=issued_at, expires_at=expires_at,
+            key_hash=None if key is None else hash_key(key),
+            description=description, family_id=family_id, parent_jti=parent_jti,
+        ))
+        token = issue_user_token(
+            self._keyring, kind=kind, jti=jti, user_id=user.id, username=user.username,
+            tenant=user.tenant, issuer=self._config.tokens.issuer,
+            issued_at=issued_at, expires_at=expires_at,
+        )
+        return IssuedToken(token=token, jti=jti, issued_at=issued_at, expires_at=expires_at)
+
+    async def start_session(self, user: User) -> tuple[IssuedToken, str]:
+        """A seed-003 session: a session token and its X-Key (a UUID4)."""
+        key = str(uuid.uuid4())
+        issued = await self.issue(user, TokenKind.SESSION, self._config.tokens.session_lifetime,
+                                  key=key)
+        return issued, key
+
+    # Resolving
+
+    async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:
+        """The identity behind ``credentials`` on a request made for ``tenant``, or raise."""
+        if credentials.scheme == "basic":
+            try:
+                user = await self.check_password(
+                    tenant, credentials.username, credentials.password, address
+                )
+            except InvalidCredentials:
+                raise Unauthenticated("Invalid username or password") from None
+            return Identity(user=user, token=None, method="basic")
+        if credentials.scheme == "bearer":
+            return await self.token_identity(credentials.token, tenant, BEARER_KINDS)
+        if credentials.scheme == "session":
+            return await self.token_identity(credentials.token, tenant, SESSION_KINDS,
+                                             key=credentials.key)
+        raise Unauthenticated("Unreadable credentials")
+
+    async def token_identity(self, token: str, tenant: str, kinds: frozenset[TokenKind], *,
+                             key: str | None = None) -> Identity:
+        """The identity of a live user token of one of ``kinds``, or raise InvalidToken.
+
+        Reads the token's row and its user on every call: revocation and disabling are
+        seen at once, by every process (see ``storage.sqlite``).
+        """
+        now = self._clock()
+        claims = decode_user_token(
+            self._keyring, token, kinds=kinds, issuer=self._config.tokens.issuer,
+            now=now, leeway=self._config.tokens.leeway,
+        )
+        found = await self._store.get_token_and_user(claims["jti"])
+        if found is None:
+            raise InvalidToken()
+        record, user = found
+        if (record.revoked_at is not None or record.kind != claims["token_type"]
+                or record.tenant != claims["tenant"] or user is None
+                or str(record.user_id) != claims["sub"] or user.disabled):
+            raise InvalidToken()
+        if kinds is SESSION_KINDS or record.kind == TokenKind.SESSION:
+            if not key or record.key_hash is None or not secrets.compare_digest(
+                hash_key(key), record.key_hash
+            ):
+                raise InvalidToken()
+        if record.tenant != tenant:
+            raise Forbidden("This token belongs to another tenant")
+        return Identity(user=user, token=record,
+                        method="session" if record.kind == TokenKind.SESSION else "bearer")

@@ -1,0 +1,295 @@
+"""The ``gateway`` command (SPEC §2): serve, migrate, users, tenants, tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.app import create_app
+from gateway.bootstrap import bootstrap
+from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, load_config
+from gateway.errors import GatewayError
+from gateway.logs import AccessLogger, configure_logging
+from gateway.passwords import PasswordHasher, validate_new_password
+from gateway.storage import MigrationError, NewUser, SQLiteStore, User, open_sqlite_store
+
+__all__ = ["main"]
+
+ROLES = {"root": 0, "admin": 1, "user": 2}
+ROLE_NAMES = {number: name for name, number in ROLES.items()}
+T = TypeVar("T")
+
+
+class CommandError(Exception):
+    """A command that cannot do what was asked; printed as one line, exit 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, else ./config.yaml)")
+    tenant = argparse.ArgumentParser(add_help=False)
+    tenant.add_argument("--tenant", default="default", help="tenant id (default: default)")
+    stdin = argparse.ArgumentParser(add_help=False)
+    stdin.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input instead of prompting")
+
+    parser = argparse.ArgumentParser(prog="gateway", description="JWT auth gateway")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
+    serve.add_argument("--host", help="address to listen on (default: server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (default: server.workers)")
+
+    commands.add_parser("migrate", parents=[common], help="apply database migrations")
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    add = users.add_parser("add", parents=[common, tenant, stdin], help="create a user")
+    add.add_argument("username")
+    add.add_argument("--email")
+    add.add_argument("--role", choices=sorted(ROLES), default="user")
+    add.add_argument("--roles", default="", help="comma-separated role strings, e.g. ROLE_USER,ROLE_ADMIN")
+    users.add_parser("list", parents=[common, tenant], help="list the users of a tenant")
+    passwd = users.add_parser("passwd", parents=[common, tenant, stdin],
+                              help="set a password (revokes the user's tokens)")
+    passwd.add_argument("username")
+    for action, text in (("disable", "disable a user (revokes their tokens)"),
+                         ("enable", "enable a user")):
+        users.add_parser(action, parents=[common, tenant], help=text).add_argument("username")
+    roles = users.add_parser("roles", parents=[common, tenant], help="replace a user's role strings")
+    roles.add_argument("username")
+    roles.add_argument("roles", help="comma-separated, e.g. ROLE_USER,ROLE_ADMIN ('' clears)")
+
+    tenants = commands.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    tenants.add_parser("add", parents=[common], help="create a tenant").add_argument("id")
+    tenants.add_parser("list", parents=[common], help="list tenants")
+    return parser
+
+
+def _split_roles(text: str) -> tuple[str, ...]:
+    roles = tuple(part.strip() for part in text.split(",") if part.strip())
+    for role in roles:
+        if len(role) > 64 or not role.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise CommandError(f"invalid role {role!r}")
+    return roles
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords do not match")
+    try:
+        validate_new_password(password)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return password
+
+
+def _hasher(config: Config) -> PasswordHasher:
+    settings = config.passwords
+    return PasswordHasher(memory_cost_kib=settings.memory_cost_kib,
+                          time_cost=settings.time_cost, parallelism=settings.parallelism)
+
+
+async def _with_store(config: Config, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+    store = await open_sqlite_store(config.storage.path, synchronous=config.storage.synchronous,
+                                    busy_timeout=config.storage.busy_timeout)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+async def _prepare(config: Config) -> None:
+    """Migrate and bootstrap before any worker starts, so that happens exactly once."""
+    hasher = _hasher(config)
+    try:
+        await _with_store(config, lambda store: bootstrap(store, config, hasher, time.time()))
+    finally:
+        hasher.close()
+
+
+async def _existing_user(store: SQLiteStore, tenant: str, username: str) -> User:
+    user = await store.get_user(tenant, username)
+    if user is None:
+        raise CommandError(f"no user {username!r} in tenant {tenant!r}")
+    return user
+
+
+def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
+    configure_logging(config.logging.level, config.logging.format)
+    web.run_app(
+        create_app(config), host=host, port=port, reuse_port=reuse_port,
+        access_log_class=AccessLogger, access_log=logging.getLogger("gateway.access"),
+        shutdown_timeout=config.server.shutdown_timeout,
+        print=None if reuse_port else print,
+    )
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    workers = args.workers if args.workers is not None else config.server.workers
+    if not 1 <= port <= 65535:
+        raise CommandError(f"--port: {port} is not a port number")
+    if workers < 1:
+        raise CommandError("--workers: must be at least 1")
+    asyncio.run(_prepare(config))
+    if workers == 1:
+        _run_worker(config, host, port, reuse_port=False)
+        return 0
+    # N processes on one port: each binds with SO_REUSEPORT and the kernel spreads
+    # connections between them. They share the SQLite file (see storage.sqlite).
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_run_worker, args=(config, host, port, True),
+                                 name=f"gateway-worker-{index}") for index in range(workers)]
+    for process in processes:
+        process.start()
+    print(f"gateway: {workers} workers on http://{host}:{port}", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while any(process.is_alive() for process in processes):
+        for process in processes:
+            process.join(timeout=0.5)
+            if process.exitcode not in (None, 0, -signal.SIGTERM) and status == 0:
+                status = 1
+                stop(signal.SIGTERM, None)
+    return status
+
+
+def _users(config: Config, args: argparse.Namespace) -> int:
+    tenant = args.tenant
+    if args.action == "list":
+        users = asyncio.run(_with_store(config, lambda store: store.list_users(tenant)))
+        print(f"{'USERNAME':<24} {'EMAIL':<28} {'ROLE':<6} {'STATUS':<9} ROLES")
+        for user in users:
+            status = "disabled" if user.disabled else "active"
+            print(f"{user.username:<24} {user.email or '-':<28} {ROLE_NAMES[user.role]:<6} "
+                  f"{status:<9} {','.join(user.roles)}")
+        return 0
+    if args.action == "add":
+        roles = _split_roles(args.roles)
+        password = _read_password(args.password_stdin)
+        hasher = _hasher(config)
+        try:
+            password_hash = hasher.hash_sync(password)
+        finally:
+            hasher.close()
+        new_user = NewUser(tenant=tenant, username=args.username, password_hash=password_hash,
+                           email=args.email, role=ROLES[args.role], roles=roles)
+
+        async def add(store: SQLiteStore) -> User:
+            if not await store.tenant_exists(tenant):
+                raise CommandError(f"no tenant {tenant!r} (create it with 'gateway tenants add')")
+            return await store.add_user(new_user, time.time())
+
+        user = asyncio.run(_with_store(config, add))
+        print(f"created user {user.username!r} in tenant {user.tenant!r}")
+        return 0
+    if args.action == "passwd":
+        password = _read_password(args.password_stdin)
+        hasher = _hasher(config)
+        try:
+            password_hash = hasher.hash_sync(password)
+        finally:
+            hasher.close()
+
+        async def passwd(store: SQLiteStore) -> int:
+            user = await _existing_user(store, tenant, args.username)
+            return await store.set_password(user.id, password_hash, time.time())
+
+        revoked = asyncio.run(_with_store(config, passwd))
+        print(f"password changed for {args.username!r}; {revoked} token(s) revoked")
+        return 0
+    if args.action in ("disable", "enable"):
+        disabled = args.action == "disable"
+
+        async def toggle(store: SQLiteStore) -> int:
+            user = await _existing_user(store, tenant, args.username)
+            return await store.set_disabled(user.id, disabled, time.time())
+
+        revoked = asyncio.run(_with_store(config, toggle))
+        print(f"user {args.username!r} {args.action}d" +
+              (f"; {revoked} token(s) revoked" if disabled else ""))
+        return 0
+    if args.action == "roles":
+        roles = _split_roles(args.roles)
+
+        async def set_roles(store: SQLiteStore) -> None:
+            user = await _existing_user(store, tenant, args.username)
+            await store.set_roles(user.id, roles, time.time())
+
+        asyncio.run(_with_store(config, set_roles))
+        print(f"roles of {args.username!r}: {','.join(roles) or '(none)'}")
+        return 0
+    raise CommandError(f"unknown action {args.action!r}")
+
+
+def _tenants(config: Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for tenant in asyncio.run(_with_store(config, lambda store: store.list_tenants())):
+            print(tenant)
+        return 0
+    if not TENANT_ID_PATTERN.match(args.id):
+        raise CommandError(f"invalid tenant id {args.id!r} (letters, digits, '.', '_', '-')")
+    created = asyncio.run(_with_store(config, lambda store: store.add_tenant(args.id, time.time())))
+    print(f"tenant {args.id!r} {'created' if created else 'already exists'}")
+    return 0
+
+
+def _migrate(config: Config, args: argparse.Namespace) -> int:
+    async def noop(store: SQLiteStore) -> None:
+        return None
+
+    asyncio.run(_with_store(config, noop))
+    print(f"database {config.storage.path} is up to date")
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "serve": _serve,
+    "migrate": _migrate,
+    "users": _users,
+    "tenants": _tenants,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"gateway: config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _COMMANDS[args.command](config, args)
+    except (CommandError, GatewayError, MigrationError) as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,352 @@
+"""config.yaml: loading, ``${ENV}`` interpolation and validation (SPEC §2).
+
+``load_config`` is the only place that reads the environment: the secret key and the
+bootstrap admin come from ``$GATEWAY_*`` variables into the ``Config`` object, so
+``create_app(config)`` depends on nothing but its argument.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.durations import parse_duration
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(Exception):
+    """A configuration problem, rendered as one line: the key, then what is wrong."""
+
+
+def _duration(value: object) -> int:
+    return parse_duration(value)
+
+
+def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address or CIDR string, got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP address or CIDR: {value!r}") from None
+
+
+Duration = Annotated[int, BeforeValidator(_duration)]
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+Policy = Literal["bypass", "authenticated", "deny"]
+MediaAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "HS256"]
+MEDIA_ALGORITHMS: tuple[MediaAlgorithm, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25441, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    trusted_proxies: tuple[Network, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("::1/128"),
+    )
+    #: Largest request body accepted, in bytes (aiohttp's client_max_size).
+    max_body_size: int = Field(1024 * 1024, ge=1024)
+    #: Seconds given to in-flight requests on SIGTERM.
+    shutdown_timeout: Duration = 10
+
+
+class StorageConfig(_Section):
+    path: Path = Path("./data/gateway.db")
+    #: "full" makes every committed write survive power loss, not only a process crash.
+    synchronous: Literal["full", "normal"] = "full"
+    busy_timeout: Duration = 5
+
+
+class TokensConfig(_Section):
+    issuer: str = Field("gateway", min_length=1)
+    access_lifetime: Duration = 300
+    refresh_lifetime: Duration = 86400
+    rotate_refresh_tokens: bool = False
+    blacklist_after_rotation: bool = True
+    session_lifetime: Duration = 86400
+    api_token_max_life: Duration = 365 * 86400
+    leeway: Duration = 0
+
+    @field_validator(
+        "access_lifetime", "refresh_lifetime", "session_lifetime", "api_token_max_life"
+    )
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be longer than 0 seconds")
+        return value
+
+
+class RegulationConfig(_Section):
+    #: Failures that trigger a ban; 0 turns regulation off.
+    max_retries: int = Field(5, ge=0)
+    find_time: Duration = 120
+    ban_time: Duration = 300
+
+
+class LoginConfig(_Section):
+    reveal_unknown_user: bool = False
+    regulation: RegulationConfig = RegulationConfig()
+
+
+class PasswordsConfig(_Section):
+    """argon2id cost; the floor is OWASP's minimum (m=19 MiB, t=2, p=1)."""
+
+    memory_cost_kib: int = Field(19456, ge=19456)
+    time_cost: int = Field(2, ge=2)
+    parallelism: int = Field(1, ge=1, le=16)
+
+
+class MediaTokenDefaults(_Section):
+    start: int = Field(0, ge=0)
+    expire: int = Field(3600, gt=0)
+    unique: bool = True
+    ipRange: tuple[Network, ...] = ()
+    algorithm: MediaAlgorithm = "RS256"
+
+    @model_validator(mode="after")
+    def _start_before_expire(self) -> MediaTokenDefaults:
+        if self.start >= self.expire:
+            raise ValueError("start must be smaller than expire")
+        return self
+
+
+class MediaTokenOverride(_Section):
+    start: int | None = Field(None, ge=0)
+    expire: int | None = Field(None, gt=0)
+    unique: bool | None = None
+    ipRange: tuple[Network, ...] | None = None
+    algorithm: MediaAlgorithm | None = None
+
+
+class MediaConfig(_Section):
+    token: MediaTokenDefaults = MediaTokenDefaults()
+    algorithms: tuple[MediaAlgorithm, ...] = MEDIA_ALGORITHMS
+    url_pattern: str = r"^/media/(?P<id>[^/?]+)"
+
+    @field_validator("url_pattern")
+    @classmethod
+    def _compiles_with_id(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if "id" not in compiled.groupindex:
+            raise ValueError("must have a named group (?P<id>...)")
+        return value
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> MediaConfig:
+        if self.token.algorithm not in self.algorithms:
+            raise ValueError(f"token.algorithm {self.token.algorithm} is not in algorithms")
+        return self
+
+
+class TenantMediaOverride(_Section):
+    token: MediaTokenOverride = MediaTokenOverride()
+
+
+class TenantConfig(_Section):
+    media: TenantMediaOverride = TenantMediaOverride()
+
+
+class GatewayRule(_Section):
+    path: str
+    methods: tuple[str, ...] | None = None
+    policy: Policy = "authenticated"
+    roles: tuple[str, ...] | None = None
+    tenant: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(m.upper() for m in value)
+
+
+class GatewayHeaders(_Section):
+    user: str = "X-Auth-User"
+    roles: str = "X-Auth-Roles"
+    tenant: str = "X-Auth-Tenant"
+    token_id: str = "X-Auth-Token-Id"
+
+
+class Upstream(_Section):
+    prefix: str = Field(pattern=r"^/")
+    url: str = Field(pattern=r"^https?://[^/\s]+")
+
+
+class GatewayConfig(_Section):
+    default_policy: Policy = "authenticated"
+    rules: tuple[GatewayRule, ...] = ()
+    headers: GatewayHeaders = GatewayHeaders()
+    upstreams: tuple[Upstream, ...] = ()
+
+
+class LoggingConfig(_Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class AdminBootstrap(_Section):
+    """The root user created on the first start ($GATEWAY_ADMIN_*)."""
+
+    username: str = "admin"
+    password: SecretStr | None = None
+    email: str = "admin@localhost"
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    tokens: TokensConfig = TokensConfig()
+    login: LoginConfig = LoginConfig()
+    passwords: PasswordsConfig = PasswordsConfig()
+    media: MediaConfig = MediaConfig()
+    tenants: dict[str, TenantConfig] = Field(default_factory=lambda: {"default": TenantConfig()})
+    gateway: GatewayConfig = GatewayConfig()
+    logging: LoggingConfig = LoggingConfig()
+    # From the environment, never from the YAML file (SPEC §2: no secrets in config.yaml).
+    secret_key: SecretStr | None = Field(None, exclude=True)
+    admin: AdminBootstrap = Field(AdminBootstrap(), exclude=True)
+
+    @field_validator("tenants")
+    @classmethod
+    def _tenant_ids(cls, value: dict[str, TenantConfig]) -> dict[str, TenantConfig]:
+        for tenant_id in value:
+            if not TENANT_ID_PATTERN.match(str(tenant_id)):
+                raise ValueError(f"invalid tenant id {tenant_id!r}")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"GATEWAY_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes")
+        return value
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory beside the database: generated secret, and nothing else now."""
+        return self.storage.path.resolve().parent
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, env: dict[str, str], where: str) -> Any:
+    if isinstance(node, dict):
+        return {key: _interpolate(value, env, f"{where}.{key}" if where else str(key))
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, env, f"{where}.{index}") for index, value in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(substitute, node)
+    return node
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] in {"missing"}:
+        message = "is required"
+    return f"{location}: {message}"
+
+
+def parse_config(data: object, env: dict[str, str] | None = None) -> Config:
+    """Validate parsed YAML (a mapping) plus the ``GATEWAY_*`` environment into a Config."""
+    env = dict(os.environ) if env is None else env
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("config: the top level must be a mapping of sections")
+    resolved = _interpolate(data, env, "")
+    admin: dict[str, str] = {}
+    for key in ("username", "password", "email"):
+        value = env.get(f"GATEWAY_ADMIN_{key.upper()}")
+        if value:
+            admin[key] = value
+    if "secret_key" in resolved or "admin" in resolved:
+        raise ConfigError("secret_key/admin: set them with $GATEWAY_SECRET_KEY and "
+                          "$GATEWAY_ADMIN_*, not in config.yaml")
+    resolved["admin"] = admin
+    if env.get("GATEWAY_SECRET_KEY"):
+        resolved["secret_key"] = env["GATEWAY_SECRET_KEY"]
+    try:
+        return Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read and validate the config file: ``path``, else ``$GATEWAY_CONFIG``, else ./config.yaml.
+
+    A missing file at the default location means "all defaults"; a path given explicitly
+    must exist. Relative ``storage.path`` values are taken relative to the config file.
+    """
+    env = dict(os.environ) if env is None else env
+    explicit = path is not None or bool(env.get("GATEWAY_CONFIG"))
+    config_path = Path(path if path is not None else env.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"{config_path}: config file not found")
+        return parse_config({}, env)
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise ConfigError(f"{config_path}: not valid YAML: {first_line}") from None
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None
+    config = parse_config(data, env)
+    if not config.storage.path.is_absolute():
+        storage = config.storage.model_copy(
+            update={"path": (config_path.resolve().parent / config.storage.path)}
+        )
+        config = config.model_copy(update={"storage": storage})
+    return config

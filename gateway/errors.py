@@ -1,0 +1,194 @@
+"""One exception root for everything a client is told, and the one place that renders it.
+
+Handlers raise; the error middleware calls ``render``. Each API family keeps the error body
+of its seed document, chosen here by path, never in a handler.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar
+
+__all__ = [
+    "BadCaller",
+    "BadRequest",
+    "Conflict",
+    "Family",
+    "FieldsRequired",
+    "Forbidden",
+    "GatewayError",
+    "InvalidCredentials",
+    "InvalidToken",
+    "NotFound",
+    "TooManyAttempts",
+    "Unauthenticated",
+    "UnknownTenant",
+    "family_for_path",
+    "render",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error answered to a client; carries an HTTP status and a machine code."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    default_message: ClassVar[str] = "Bad request"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        self.message = message or self.default_message
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class BadRequest(GatewayError):
+    """The request body or parameters are malformed or invalid (400)."""
+
+
+class FieldsRequired(BadRequest):
+    """Required fields are missing (400); SimpleJWT clients expect them listed by name."""
+
+    code = "required"
+
+    def __init__(self, fields: list[str]):
+        self.fields = fields
+        super().__init__(f"Missing required field(s): {', '.join(fields)}")
+
+
+class UnknownTenant(GatewayError):
+    """X-TENANT-ID names no tenant (400)."""
+
+    code = "unknown_tenant"
+    default_message = "Unknown tenant"
+
+
+class Unauthenticated(GatewayError):
+    """Credentials are missing or bad on a protected route (401)."""
+
+    status = 401
+    code = "not_authenticated"
+    default_message = "Authentication credentials were not provided or are invalid"
+    challenge: ClassVar[str] = 'Basic realm="gateway", Bearer realm="gateway"'
+
+
+class InvalidCredentials(GatewayError):
+    """A username/password pair was refused (401)."""
+
+    status = 401
+    code = "invalid_credentials"
+    default_message = "Invalid credentials"
+
+
+class InvalidToken(Unauthenticated):
+    """A token is malformed, badly signed, expired, revoked or of the wrong kind (401)."""
+
+    code = "token_not_valid"
+    default_message = "Token is invalid or expired"
+
+
+class BadCaller(GatewayError):
+    """Logout without a live session token and its matching key (401)."""
+
+    status = 401
+    code = "bad_caller"
+    default_message = "Bad caller"
+
+
+class Forbidden(GatewayError):
+    """Authenticated, but not allowed (403)."""
+
+    status = 403
+    code = "forbidden"
+    default_message = "Not allowed"
+
+
+class NotFound(GatewayError):
+    """The resource does not exist, or is not the caller's to see (404)."""
+
+    status = 404
+    code = "not_found"
+    default_message = "Not found"
+
+
+class UserNotFound(NotFound):
+    """Login for an unknown user, only when ``login.reveal_unknown_user`` is on (404)."""
+
+    code = "user_not_found"
+    default_message = "User not found"
+
+
+class MethodNotAllowed(GatewayError):
+    """The route exists but not for this method (405)."""
+
+    status = 405
+    code = "method_not_allowed"
+    default_message = "Method not allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    """The request body is larger than ``server.max_body_size`` (413)."""
+
+    status = 413
+    code = "payload_too_large"
+    default_message = "Request body too large"
+
+
+class TooManyAttempts(GatewayError):
+    """Too many failed logins for this account or address (429)."""
+
+    status = 429
+    code = "too_many_attempts"
+    default_message = "Too many failed attempts, try again later"
+
+
+class InternalError(GatewayError):
+    """Anything unexpected (500); details go to the log with the request id, never out."""
+
+    status = 500
+    code = "internal_error"
+    default_message = "Internal server error"
+
+
+class Family(enum.Enum):
+    """The error body shape of each API family."""
+
+    SESSION = "session"  # seed 003: {"status": "error", "info"}
+    NAMED = "named"  # seeds 001/002: {"message"}
+    SIMPLEJWT = "simplejwt"  # seed 004: {"detail", "code"} and DRF field lists
+    DEFAULT = "default"  # everything else: {"error", "message"}
+
+
+_EXACT = {"/login": Family.SESSION, "/logout": Family.SESSION}
+_PREFIXES = (("/api/v1alpha/token", Family.NAMED), ("/api/token/", Family.SIMPLEJWT))
+
+
+def family_for_path(path: str) -> Family:
+    """Return the error family of a request path (also for 404/405 on that path)."""
+    family = _EXACT.get(path.rstrip("/") or "/")
+    if family is not None:
+        return family
+    for prefix, prefix_family in _PREFIXES:
+        if path.startswith(prefix):
+            return prefix_family
+    return Family.DEFAULT
+
+
+def render(family: Family, error: GatewayError) -> dict[str, Any]:
+    """Return the JSON body for ``error`` in the shape ``family`` clients expect."""
+    if family is Family.SESSION:
+        return {"status": "error", "info": error.message}
+    if family is Family.NAMED:
+        return {"message": error.message}
+    if family is Family.SIMPLEJWT:
+        if isinstance(error, FieldsRequired):
+            return {field: ["This field is required."] for field in error.fields}
+        return {"detail": error.message, "code": error.code}
+    return {"error": error.code, "message": error.message}
+
+
+class Conflict(GatewayError):
+    """The thing to create exists already (409)."""
+
+    status = 409
+    code = "conflict"
+    default_message = "Already exists"

@@ -1,0 +1,63 @@
+"""Client addresses behind trusted proxies, and IP/CIDR matching. Pure functions."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+__all__ = ["IPAddress", "IPNetwork", "client_address", "in_networks", "parse_address"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_address(text: str | None) -> IPAddress | None:
+    """Parse an address, taking IPv4-mapped IPv6 (``::ffff:1.2.3.4``) as its IPv4; None if bad."""
+    if not text:
+        return None
+    candidate = text.strip()
+    if candidate.startswith("[") and candidate.endswith("]"):
+        candidate = candidate[1:-1]
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    """True when ``address`` lies in one of ``networks`` (of its own IP version)."""
+    return any(address.version == net.version and address in net for net in networks)
+
+
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    real_ip: str | None,
+    trusted: Sequence[IPNetwork],
+) -> IPAddress | None:
+    """The address of the client, believing forwarding headers only from trusted proxies.
+
+    When the peer is a trusted proxy, ``X-Forwarded-For`` is read from the right, skipping
+    trusted hops: the first untrusted hop is the client (entries further left were
+    written by the client itself and prove nothing). Without it, ``X-Real-IP`` is used.
+    A malformed hop stops the walk at the last good address.
+    """
+    peer_address = parse_address(peer)
+    if peer_address is None or not in_networks(peer_address, trusted):
+        return peer_address
+    if forwarded_for:
+        current = peer_address
+        for hop_text in reversed(forwarded_for.split(",")):
+            hop = parse_address(hop_text)
+            if hop is None:
+                return current
+            current = hop
+            if not in_networks(hop, trusted):
+                return hop
+        return current
+    if real_ip:
+        return parse_address(real_ip) or peer_address
+    return peer_address

@@ -1,0 +1,151 @@
+"""The storage interface the handlers and the CLI call, and the records it returns.
+
+``SQLiteStore`` implements it; a PostgreSQL store would implement the same ``Store`` and
+nothing above this package would change. Every method is one transaction: a write
+either happens whole or not at all. Times are epoch seconds passed in by the caller, so
+tests drive them with an injected clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["NewToken", "NewUser", "Store", "TokenRecord", "User"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    tenant: str
+    username: str
+    email: str | None
+    password_hash: str
+    role: int
+    roles: tuple[str, ...]
+    disabled: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    tenant: str
+    username: str
+    password_hash: str
+    email: str | None = None
+    role: int = 2
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    jti: str
+    kind: str
+    tenant: str
+    user_id: int | None
+    issued_at: float
+    expires_at: float
+    key_hash: str | None = None
+    description: str | None = None
+    family_id: str | None = None
+    parent_jti: str | None = None
+    media_kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    jti: str
+    kind: str
+    tenant: str
+    user_id: int | None
+    issued_at: float
+    expires_at: float
+    revoked_at: float | None
+    revoke_reason: str | None
+    key_hash: str | None
+    description: str | None
+    family_id: str | None
+    parent_jti: str | None
+    media_kid: str | None
+    used_at: float | None
+
+
+class Store(Protocol):
+    """Everything the gateway keeps. Methods raise ``gateway.errors.Conflict`` on duplicates."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def ping(self) -> None:
+        """Raise when the database cannot be read."""
+
+    # Tenants
+    async def tenant_exists(self, tenant: str) -> bool:
+        """True when ``tenant`` exists."""
+
+    async def add_tenant(self, tenant: str, now: float) -> bool:
+        """Create ``tenant``; False when it already existed."""
+
+    async def list_tenants(self) -> list[str]:
+        """Every tenant id, sorted."""
+
+    # Users
+    async def bootstrap_root(self, user: NewUser, now: float) -> bool:
+        """Create tenant ``user.tenant`` and ``user`` only when there is no user at all."""
+
+    async def count_users(self) -> int:
+        """How many users exist, in every tenant."""
+
+    async def add_user(self, user: NewUser, now: float) -> User:
+        """Create a user in an existing tenant."""
+
+    async def get_user(self, tenant: str, username: str) -> User | None:
+        """The user named ``username`` in ``tenant``."""
+
+    async def get_user_by_email(self, tenant: str, email: str) -> User | None:
+        """The user whose email is ``email`` (case-insensitive) in ``tenant``."""
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        """The user with this id."""
+
+    async def list_users(self, tenant: str) -> list[User]:
+        """The users of ``tenant``, by username."""
+
+    async def set_password(self, user_id: int, password_hash: str, now: float,
+                           *, revoke_tokens: bool = True) -> int:
+        """Store a new hash; by default revoke every live token of the user. Returns revoked."""
+
+    async def set_disabled(self, user_id: int, disabled: bool, now: float) -> int:
+        """Disable (revoking every live token) or enable a user. Returns tokens revoked."""
+
+    async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
+        """Replace the user's role strings."""
+
+    # Tokens
+    async def add_token(self, token: NewToken) -> None:
+        """Record a newly issued token."""
+
+    async def get_token(self, jti: str) -> TokenRecord | None:
+        """The token row for ``jti``."""
+
+    async def get_token_and_user(self, jti: str) -> tuple[TokenRecord, User | None] | None:
+        """The token row for ``jti`` with its user (None for media tokens), in one read."""
+
+    async def revoke_token(self, jti: str, reason: str, now: float) -> bool:
+        """Revoke one token; False when it was already revoked or never existed."""
+
+    async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
+        """Revoke every live token of a user. Returns how many."""
+
+    # Login regulation
+    async def record_login_failure(self, tenant: str, username: str, address: str,
+                                   now: float) -> None:
+        """Remember one failed login for the account and the address."""
+
+    async def recent_login_failures(self, tenant: str, username: str, address: str,
+                                    limit: int) -> tuple[list[float], list[float]]:
+        """The latest ``limit`` failure times for the account, and for the address, newest first."""
+
+    async def clear_login_failures(self, tenant: str, username: str) -> None:
+        """Forget an account's failures (after a successful login)."""

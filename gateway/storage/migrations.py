@@ -1,0 +1,99 @@
+"""Numbered SQL migrations, each applied whole in one ``BEGIN IMMEDIATE`` transaction.
+
+``executescript`` commits before it runs, so files are split into statements with
+``sqlite3.complete_statement`` and run one by one inside the transaction, together with
+the file's ``schema_version`` row. Several processes starting at once are safe: the
+write lock serialises them and each re-checks what is applied inside its transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import aiosqlite
+
+__all__ = ["MigrationError", "apply_migrations", "discover", "split_statements"]
+
+_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+
+class MigrationError(Exception):
+    """The migrations on disk and in the database do not fit together."""
+
+
+def discover(directory: Path) -> list[tuple[int, str, Path]]:
+    """The migration files of ``directory`` as (version, name, path), in order."""
+    found: dict[int, tuple[int, str, Path]] = {}
+    if not directory.is_dir():
+        raise MigrationError(f"{directory}: migrations directory not found")
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        if not match:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations numbered {version:04d}")
+        found[version] = (version, path.name, path)
+    return [found[v] for v in sorted(found)]
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (triggers and quoted ';' included)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement.strip(";").strip():
+                statements.append(statement)
+            buffer = ""
+    rest = "\n".join(
+        line for line in buffer.splitlines() if line.strip() and not line.strip().startswith("--")
+    )
+    if rest.strip():
+        raise MigrationError(f"incomplete SQL statement at the end: {rest.strip()[:60]!r}")
+    return statements
+
+
+async def apply_migrations(connection: aiosqlite.Connection, directory: Path) -> list[str]:
+    """Apply what is not yet applied; return the names applied now."""
+    await connection.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    migrations = discover(directory)
+    known = {version for version, _, _ in migrations}
+    async with connection.execute("SELECT version FROM schema_version") as cursor:
+        applied_rows = await cursor.fetchall()
+    newer = sorted(row[0] for row in applied_rows if row[0] not in known)
+    if newer:
+        raise MigrationError(
+            f"the database has migration {newer[-1]:04d}, which this gateway does not know; "
+            "run a newer gateway"
+        )
+    applied_now: list[str] = []
+    for version, name, path in migrations:
+        statements = split_statements(path.read_text(encoding="utf-8"))
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            async with connection.execute(
+                "SELECT 1 FROM schema_version WHERE version = ?", (version,)
+            ) as cursor:
+                done = await cursor.fetchone()
+            if done is None:
+                for statement in statements:
+                    await connection.execute(statement)
+                await connection.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                applied_now.append(name)
+            await connection.execute("COMMIT")
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+    return applied_now

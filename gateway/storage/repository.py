@@ -1,0 +1,237 @@
+"""All SQL of the gateway, as functions over a connection. Nothing here commits.
+
+The caller (``SQLiteStore``) owns transactions; every statement is parameterised.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import aiosqlite
+
+from gateway.errors import Conflict
+from gateway.storage.base import NewToken, NewUser, TokenRecord, User
+
+_USER_COLUMNS = (
+    "id, tenant_id, username, email, password_hash, role, roles, disabled, created_at, updated_at"
+)
+_TOKEN_COLUMNS = (
+    "jti, kind, tenant_id, user_id, issued_at, expires_at, revoked_at, revoke_reason, "
+    "key_hash, description, family_id, parent_jti, media_kid, used_at"
+)
+
+
+def _user(row: Any) -> User:
+    return User(
+        id=row[0], tenant=row[1], username=row[2], email=row[3], password_hash=row[4],
+        role=row[5], roles=tuple(json.loads(row[6])), disabled=bool(row[7]),
+        created_at=row[8], updated_at=row[9],
+    )
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(*row)
+
+
+async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    async with conn.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    async with conn.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def select_one(conn: aiosqlite.Connection) -> None:
+    await _one(conn, "SELECT 1", ())
+
+
+# Tenants
+
+async def tenant_exists(conn: aiosqlite.Connection, tenant: str) -> bool:
+    return await _one(conn, "SELECT 1 FROM tenants WHERE id = ?", (tenant,)) is not None
+
+
+async def insert_tenant(conn: aiosqlite.Connection, tenant: str, now: float) -> bool:
+    cursor = await conn.execute(
+        "INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        (tenant, now),
+    )
+    return cursor.rowcount == 1
+
+
+async def list_tenants(conn: aiosqlite.Connection) -> list[str]:
+    return [row[0] for row in await _all(conn, "SELECT id FROM tenants ORDER BY id", ())]
+
+
+# Users
+
+async def count_users(conn: aiosqlite.Connection) -> int:
+    row = await _one(conn, "SELECT COUNT(*) FROM users", ())
+    return int(row[0])
+
+
+async def insert_user(conn: aiosqlite.Connection, user: NewUser, now: float) -> int:
+    try:
+        cursor = await conn.execute(
+            "INSERT INTO users (tenant_id, username, email, password_hash, role, roles,"
+            " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (user.tenant, user.username, user.email, user.password_hash, user.role,
+             json.dumps(list(user.roles)), now, now),
+        )
+    except sqlite3.IntegrityError as exc:
+        text = str(exc)
+        if "users.email" in text:
+            raise Conflict(f"email {user.email!r} is taken in tenant {user.tenant!r}") from None
+        if "users.username" in text:
+            raise Conflict(
+                f"user {user.username!r} already exists in tenant {user.tenant!r}"
+            ) from None
+        if "FOREIGN KEY" in text:
+            raise Conflict(f"tenant {user.tenant!r} does not exist") from None
+        raise
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+async def user_by_name(conn: aiosqlite.Connection, tenant: str, username: str) -> User | None:
+    row = await _one(
+        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND username = ?",  # noqa: S608
+        (tenant, username),
+    )
+    return None if row is None else _user(row)
+
+
+async def user_by_email(conn: aiosqlite.Connection, tenant: str, email: str) -> User | None:
+    row = await _one(
+        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND email = ?",  # noqa: S608
+        (tenant, email),
+    )
+    return None if row is None else _user(row)
+
+
+async def user_by_id(conn: aiosqlite.Connection, user_id: int) -> User | None:
+    row = await _one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))  # noqa: S608
+    return None if row is None else _user(row)
+
+
+async def users_of_tenant(conn: aiosqlite.Connection, tenant: str) -> list[User]:
+    rows = await _all(
+        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username",  # noqa: S608
+        (tenant,),
+    )
+    return [_user(row) for row in rows]
+
+
+async def update_password(conn: aiosqlite.Connection, user_id: int, password_hash: str,
+                          now: float) -> None:
+    await conn.execute(
+        "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
+        (password_hash, now, user_id),
+    )
+
+
+async def update_disabled(conn: aiosqlite.Connection, user_id: int, disabled: bool,
+                          now: float) -> None:
+    await conn.execute(
+        "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
+        (int(disabled), now, user_id),
+    )
+
+
+async def update_roles(conn: aiosqlite.Connection, user_id: int, roles: tuple[str, ...],
+                       now: float) -> None:
+    await conn.execute(
+        "UPDATE users SET roles = ?, updated_at = ? WHERE id = ?",
+        (json.dumps(list(roles)), now, user_id),
+    )
+
+
+# Tokens
+
+async def insert_token(conn: aiosqlite.Connection, token: NewToken) -> None:
+    await conn.execute(
+        "INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at, key_hash,"
+        " description, family_id, parent_jti, media_kid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (token.jti, token.kind, token.tenant, token.user_id, token.issued_at, token.expires_at,
+         token.key_hash, token.description, token.family_id, token.parent_jti, token.media_kid),
+    )
+
+
+async def token_by_jti(conn: aiosqlite.Connection, jti: str) -> TokenRecord | None:
+    row = await _one(conn, f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE jti = ?", (jti,))  # noqa: S608
+    return None if row is None else _token(row)
+
+
+async def token_and_user(conn: aiosqlite.Connection,
+                         jti: str) -> tuple[TokenRecord, User | None] | None:
+    columns = ", ".join(f"t.{c.strip()}" for c in _TOKEN_COLUMNS.split(","))
+    user_columns = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
+    row = await _one(
+        conn,
+        f"SELECT {columns}, {user_columns} FROM tokens t"  # noqa: S608 - constant column lists
+        " LEFT JOIN users u ON u.id = t.user_id WHERE t.jti = ?",
+        (jti,),
+    )
+    if row is None:
+        return None
+    width = len(_TOKEN_COLUMNS.split(","))
+    user = None if row[width] is None else _user(row[width:])
+    return _token(row[:width]), user
+
+
+async def revoke_token(conn: aiosqlite.Connection, jti: str, reason: str, now: float) -> bool:
+    cursor = await conn.execute(
+        "UPDATE tokens SET revoked_at = ?, revoke_reason = ? WHERE jti = ? AND revoked_at IS NULL",
+        (now, reason, jti),
+    )
+    return cursor.rowcount == 1
+
+
+async def revoke_user_tokens(conn: aiosqlite.Connection, user_id: int, reason: str,
+                             now: float) -> int:
+    cursor = await conn.execute(
+        "UPDATE tokens SET revoked_at = ?, revoke_reason = ?"
+        " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
+        (now, reason, user_id, now),
+    )
+    return cursor.rowcount
+
+
+# Login regulation
+
+async def insert_login_failure(conn: aiosqlite.Connection, tenant: str, username: str,
+                               address: str, now: float) -> None:
+    await conn.execute(
+        "INSERT INTO login_failures (tenant_id, username, address, failed_at) VALUES (?, ?, ?, ?)",
+        (tenant, username, address, now),
+    )
+
+
+async def account_failures(conn: aiosqlite.Connection, tenant: str, username: str,
+                           limit: int) -> list[float]:
+    rows = await _all(
+        conn,
+        "SELECT failed_at FROM login_failures WHERE tenant_id = ? AND username = ?"
+        " ORDER BY failed_at DESC LIMIT ?",
+        (tenant, username, limit),
+    )
+    return [row[0] for row in rows]
+
+
+async def address_failures(conn: aiosqlite.Connection, address: str, limit: int) -> list[float]:
+    rows = await _all(
+        conn,
+        "SELECT failed_at FROM login_failures WHERE address = ? ORDER BY failed_at DESC LIMIT ?",
+        (address, limit),
+    )
+    return [row[0] for row in rows]
+
+
+async def delete_account_failures(conn: aiosqlite.Connection, tenant: str, username: str) -> None:
+    await conn.execute(
+        "DELETE FROM login_failures WHERE tenant_id = ? AND username = ?", (tenant, username)
+    )

@@ -1,0 +1,194 @@
+"""The SQLite implementation of ``Store``: connections, transactions and migrations.
+
+One writer connection per process runs write transactions as ``BEGIN IMMEDIATE … COMMIT``
+under an ``asyncio.Lock`` (SQLite's own lock and ``busy_timeout`` order the writers of
+different processes); a separate read-only connection serves reads, which WAL lets run
+beside a writer. ``synchronous`` is FULL by default: a committed 200/201 survives power
+loss, not only a process crash (``storage.synchronous: normal`` trades that for speed).
+
+How a revocation reaches every process: revocations are committed rows, and every
+authenticated request reads its token's row (and user) from the file through the reader
+connection, with no cache in between; a new read transaction in WAL mode always sees
+every commit made before it started, whichever process made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+
+from gateway.resources import migrations_dir
+from gateway.storage import repository as sql
+from gateway.storage.base import NewToken, NewUser, TokenRecord, User
+from gateway.storage.migrations import apply_migrations
+
+__all__ = ["SQLiteStore", "open_sqlite_store"]
+
+
+async def _connect(path: Path, *, synchronous: str, busy_timeout: float,
+                   readonly: bool) -> aiosqlite.Connection:
+    connection = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+    try:
+        await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        await connection.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            await connection.execute("PRAGMA journal_mode = WAL")
+        await connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        if readonly:
+            await connection.execute("PRAGMA query_only = ON")
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
+class SQLiteStore:
+    """``Store`` on one SQLite file (see the module docstring for the locking design)."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self._reader.close()
+        await self._writer.close()
+
+    async def ping(self) -> None:
+        await sql.select_one(self._reader)
+
+    # Tenants
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        return await sql.tenant_exists(self._reader, tenant)
+
+    async def add_tenant(self, tenant: str, now: float) -> bool:
+        async with self._write() as conn:
+            return await sql.insert_tenant(conn, tenant, now)
+
+    async def list_tenants(self) -> list[str]:
+        return await sql.list_tenants(self._reader)
+
+    # Users
+
+    async def bootstrap_root(self, user: NewUser, now: float) -> bool:
+        async with self._write() as conn:
+            await sql.insert_tenant(conn, user.tenant, now)
+            if await sql.count_users(conn) > 0:
+                return False
+            await sql.insert_user(conn, user, now)
+            return True
+
+    async def count_users(self) -> int:
+        return await sql.count_users(self._reader)
+
+    async def add_user(self, user: NewUser, now: float) -> User:
+        async with self._write() as conn:
+            user_id = await sql.insert_user(conn, user, now)
+            created = await sql.user_by_id(conn, user_id)
+        assert created is not None
+        return created
+
+    async def get_user(self, tenant: str, username: str) -> User | None:
+        return await sql.user_by_name(self._reader, tenant, username)
+
+    async def get_user_by_email(self, tenant: str, email: str) -> User | None:
+        return await sql.user_by_email(self._reader, tenant, email)
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        return await sql.user_by_id(self._reader, user_id)
+
+    async def list_users(self, tenant: str) -> list[User]:
+        return await sql.users_of_tenant(self._reader, tenant)
+
+    async def set_password(self, user_id: int, password_hash: str, now: float,
+                           *, revoke_tokens: bool = True) -> int:
+        async with self._write() as conn:
+            await sql.update_password(conn, user_id, password_hash, now)
+            if not revoke_tokens:
+                return 0
+            return await sql.revoke_user_tokens(conn, user_id, "password_changed", now)
+
+    async def set_disabled(self, user_id: int, disabled: bool, now: float) -> int:
+        async with self._write() as conn:
+            await sql.update_disabled(conn, user_id, disabled, now)
+            if not disabled:
+                return 0
+            return await sql.revoke_user_tokens(conn, user_id, "user_disabled", now)
+
+    async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
+        async with self._write() as conn:
+            await sql.update_roles(conn, user_id, roles, now)
+
+    # Tokens
+
+    async def add_token(self, token: NewToken) -> None:
+        async with self._write() as conn:
+            await sql.insert_token(conn, token)
+
+    async def get_token(self, jti: str) -> TokenRecord | None:
+        return await sql.token_by_jti(self._reader, jti)
+
+    async def get_token_and_user(self, jti: str) -> tuple[TokenRecord, User | None] | None:
+        return await sql.token_and_user(self._reader, jti)
+
+    async def revoke_token(self, jti: str, reason: str, now: float) -> bool:
+        async with self._write() as conn:
+            return await sql.revoke_token(conn, jti, reason, now)
+
+    async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
+        async with self._write() as conn:
+            return await sql.revoke_user_tokens(conn, user_id, reason, now)
+
+    # Login regulation
+
+    async def record_login_failure(self, tenant: str, username: str, address: str,
+                                   now: float) -> None:
+        async with self._write() as conn:
+            await sql.insert_login_failure(conn, tenant, username, address, now)
+
+    async def recent_login_failures(self, tenant: str, username: str, address: str,
+                                    limit: int) -> tuple[list[float], list[float]]:
+        account = await sql.account_failures(self._reader, tenant, username, limit)
+        by_address = await sql.address_failures(self._reader, address, limit)
+        return account, by_address
+
+    async def clear_login_failures(self, tenant: str, username: str) -> None:
+        async with self._write() as conn:
+            await sql.delete_account_failures(conn, tenant, username)
+
+
+async def open_sqlite_store(path: Path, *, synchronous: str = "full",
+                            busy_timeout: float = 5.0, migrate: bool = True) -> SQLiteStore:
+    """Open (creating the file and its directory) and migrate the database at ``path``."""
+    # The file holds password hashes and private keys: owner-only, like the secret file.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    writer = await _connect(path, synchronous=synchronous, busy_timeout=busy_timeout,
+                            readonly=False)
+    try:
+        if migrate:
+            await apply_migrations(writer, migrations_dir())
+        reader = await _connect(path, synchronous=synchronous, busy_timeout=busy_timeout,
+                                readonly=True)
+    except BaseException:
+        await writer.close()
+        raise
+    return SQLiteStore(writer, reader)
