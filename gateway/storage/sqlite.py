@@ -174,13 +174,17 @@ class SQLiteStore:
             await sql.delete_account_failures(conn, tenant, username)
 
 
-async def open_sqlite_store(path: Path, *, synchronous: str = "full",
-                            busy_timeout: float = 5.0, migrate: bool = True) -> SQLiteStore:
-    """Open (creating the file and its directory) and migrate the database at ``path``."""
-    # The file holds password hashes and private keys: owner-only, like the secret file.
+def _create_private_file(path: Path) -> None:
+    """The file holds password hashes and private keys: owner-only, like the secret file."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+async def open_sqlite_store(path: Path, *, synchronous: str = "full",
+                            busy_timeout: float = 5.0, migrate: bool = True) -> SQLiteStore:
+    """Open (creating the file and its directory) and migrate the database at ``path``."""
+    _create_private_file(path)
     writer = await _connect(path, synchronous=synchronous, busy_timeout=busy_timeout,
                             readonly=False)
     try:
