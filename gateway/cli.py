@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     tenants.add_parser("add", parents=[common], help="create a tenant").add_argument("id")
     tenants.add_parser("list", parents=[common], help="list tenants")
+
+    tokens = commands.add_parser("tokens", help="token housekeeping").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    tokens.add_parser("prune", parents=[common],
+                      help="drop expired token rows and stale login failures")
     return parser
 
 
@@ -261,6 +266,20 @@ def _tenants(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokens(config: Config, args: argparse.Namespace) -> int:
+    now = time.time()
+    # Expired tokens are refused by their exp claim alone, so their rows can go; keep
+    # the leeway's worth so a token still accepted under leeway keeps its row.
+    expired_before = now - config.tokens.leeway
+    regulation = config.login.regulation
+    failures_before = now - (regulation.find_time + regulation.ban_time)
+    tokens, failures = asyncio.run(
+        _with_store(config, lambda store: store.prune(expired_before, failures_before))
+    )
+    print(f"pruned {tokens} expired token(s) and {failures} old login failure(s)")
+    return 0
+
+
 def _migrate(config: Config, args: argparse.Namespace) -> int:
     async def noop(store: SQLiteStore) -> None:
         return None
@@ -275,6 +294,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "migrate": _migrate,
     "users": _users,
     "tenants": _tenants,
+    "tokens": _tokens,
 }
 
 

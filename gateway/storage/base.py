@@ -138,6 +138,9 @@ class Store(Protocol):
     async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
         """Revoke every live token of a user. Returns how many."""
 
+    async def prune(self, now: float, failures_before: float) -> tuple[int, int]:
+        """Drop expired token rows and login failures older than ``failures_before``."""
+
     # Login regulation
     async def record_login_failure(self, tenant: str, username: str, address: str,
                                    now: float) -> None:

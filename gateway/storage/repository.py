@@ -201,6 +201,16 @@ async def revoke_user_tokens(conn: aiosqlite.Connection, user_id: int, reason: s
     return cursor.rowcount
 
 
+async def delete_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:
+    cursor = await conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
+    return cursor.rowcount
+
+
+async def delete_old_failures(conn: aiosqlite.Connection, before: float) -> int:
+    cursor = await conn.execute("DELETE FROM login_failures WHERE failed_at < ?", (before,))
+    return cursor.rowcount
+
+
 # Login regulation
 
 async def insert_login_failure(conn: aiosqlite.Connection, tenant: str, username: str,

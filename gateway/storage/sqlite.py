@@ -156,6 +156,12 @@ class SQLiteStore:
         async with self._write() as conn:
             return await sql.revoke_user_tokens(conn, user_id, reason, now)
 
+    async def prune(self, now: float, failures_before: float) -> tuple[int, int]:
+        async with self._write() as conn:
+            tokens = await sql.delete_expired_tokens(conn, now)
+            failures = await sql.delete_old_failures(conn, failures_before)
+        return tokens, failures
+
     # Login regulation
 
     async def record_login_failure(self, tenant: str, username: str, address: str,
