@@ -39,6 +39,9 @@ _MAX_CREDENTIAL_LENGTH = 4096
 #: Kinds that authenticate a request as ``Authorization: Bearer`` (SPEC §4).
 BEARER_KINDS = frozenset({TokenKind.ACCESS, TokenKind.API})
 SESSION_KINDS = frozenset({TokenKind.SESSION})
+REFRESH_KINDS = frozenset({TokenKind.REFRESH})
+#: What ``POST /api/token/verify/`` accepts, as SimpleJWT does.
+VERIFY_KINDS = frozenset({TokenKind.ACCESS, TokenKind.REFRESH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,25 +164,35 @@ class Authenticator:
 
     # Issuing
 
-    async def issue(self, user: User, kind: TokenKind, lifetime: int, *,
-                    key: str | None = None, description: str | None = None,
-                    family_id: str | None = None, parent_jti: str | None = None) -> IssuedToken:
-        """Record and sign a new user token of ``kind`` for ``user``."""
+    def _prepare(self, user: User, kind: TokenKind, lifetime: int, *, key: str | None = None,
+                 description: str | None = None, family_id: str | None = None,
+                 parent_jti: str | None = None) -> tuple[NewToken, IssuedToken]:
+        """Sign a token of ``kind`` and build its row; the caller records the row."""
         issued_at = int(self._clock())
         expires_at = issued_at + lifetime
         jti = new_jti()
-        await self._store.add_token(NewToken(
+        extra = None
+        if kind is TokenKind.API:
+            extra = {"jwt_token_id": jti, "jwt_token_description": description}
+        row = NewToken(
             jti=jti, kind=kind.value, tenant=user.tenant, user_id=user.id,
             issued_at=issued_at, expires_at=expires_at,
             key_hash=None if key is None else hash_key(key),
             description=description, family_id=family_id, parent_jti=parent_jti,
-        ))
+        )
         token = issue_user_token(
             self._keyring, kind=kind, jti=jti, user_id=user.id, username=user.username,
             tenant=user.tenant, issuer=self._config.tokens.issuer,
-            issued_at=issued_at, expires_at=expires_at,
+            issued_at=issued_at, expires_at=expires_at, extra=extra,
         )
-        return IssuedToken(token=token, jti=jti, issued_at=issued_at, expires_at=expires_at)
+        return row, IssuedToken(token=token, jti=jti, issued_at=issued_at, expires_at=expires_at)
+
+    async def issue(self, user: User, kind: TokenKind, lifetime: int, *,
+                    key: str | None = None, description: str | None = None) -> IssuedToken:
+        """Record and sign one new user token of ``kind`` for ``user``."""
+        row, issued = self._prepare(user, kind, lifetime, key=key, description=description)
+        await self._store.add_tokens([row])
+        return issued
 
     async def start_session(self, user: User) -> tuple[IssuedToken, str]:
         """A seed-003 session: a session token and its X-Key (a UUID4)."""
@@ -187,6 +200,93 @@ class Authenticator:
         issued = await self.issue(user, TokenKind.SESSION, self._config.tokens.session_lifetime,
                                   key=key)
         return issued, key
+
+    async def issue_pair(self, user: User) -> tuple[IssuedToken, IssuedToken]:
+        """A seed-004 login: (refresh, access) of a new family, recorded together."""
+        lifetimes = self._config.tokens
+        family = new_jti()
+        refresh_row, refresh = self._prepare(user, TokenKind.REFRESH, lifetimes.refresh_lifetime,
+                                             family_id=family)
+        access_row, access = self._prepare(user, TokenKind.ACCESS, lifetimes.access_lifetime,
+                                           family_id=family, parent_jti=refresh.jti)
+        await self._store.add_tokens([refresh_row, access_row])
+        return refresh, access
+
+    async def refresh(self, token: object, tenant: str) -> tuple[IssuedToken, IssuedToken | None]:
+        """A new access token from a live refresh token, and a new refresh when rotating.
+
+        With ``blacklist_after_rotation``, a rotated-out refresh token is revoked, and
+        presenting it again is taken as theft: its whole family is revoked (refresh and
+        access tokens of that login). Without it, an old refresh token stays valid until
+        it expires, as in SimpleJWT.
+        """
+        settings = self._config.tokens
+        record, user = await self._live_refresh(token, tenant)
+        assert record.family_id is not None
+        now = self._clock()
+        if not settings.rotate_refresh_tokens:
+            access_row, access = self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
+                                               family_id=record.family_id, parent_jti=record.jti)
+            await self._store.add_tokens([access_row])
+            return access, None
+        refresh_row, new_refresh = self._prepare(user, TokenKind.REFRESH, settings.refresh_lifetime,
+                                                 family_id=record.family_id, parent_jti=record.jti)
+        access_row, access = self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
+                                           family_id=record.family_id, parent_jti=new_refresh.jti)
+        if settings.blacklist_after_rotation:
+            rotated = await self._store.rotate_refresh(record.jti, [refresh_row, access_row], now,
+                                                       revoke_old=True)
+            if not rotated:
+                # Lost a race with another use of the same refresh token: that is reuse too.
+                await self._store.revoke_family(record.family_id, "refresh_reuse", now)
+                raise InvalidToken()
+        else:
+            await self._store.add_tokens([refresh_row, access_row])
+        return access, new_refresh
+
+    async def verify(self, token: object, tenant: str) -> None:
+        """Raise InvalidToken unless ``token`` is a live access or refresh token of ``tenant``."""
+        claims = decode_user_token(
+            self._keyring, token, kinds=VERIFY_KINDS, issuer=self._config.tokens.issuer,
+            now=self._clock(), leeway=self._config.tokens.leeway,
+        )
+        record, _ = self._live(claims, await self._store.get_token_and_user(claims["jti"]))
+        if record.tenant != tenant:
+            raise InvalidToken()
+
+    async def blacklist(self, token: object, tenant: str) -> None:
+        """Revoke the family of a live refresh token: that login's refresh and access tokens."""
+        record, _ = await self._live_refresh(token, tenant)
+        assert record.family_id is not None
+        await self._store.revoke_family(record.family_id, "blacklisted", self._clock())
+
+    async def _live_refresh(self, token: object, tenant: str) -> tuple[TokenRecord, User]:
+        claims = decode_user_token(
+            self._keyring, token, kinds=REFRESH_KINDS, issuer=self._config.tokens.issuer,
+            now=self._clock(), leeway=self._config.tokens.leeway,
+        )
+        found = await self._store.get_token_and_user(claims["jti"])
+        if found is not None and found[0].used_at is not None and found[0].family_id:
+            if self._config.tokens.blacklist_after_rotation:
+                await self._store.revoke_family(found[0].family_id, "refresh_reuse", self._clock())
+                raise InvalidToken()
+        record, user = self._live(claims, found)
+        if record.tenant != tenant:
+            raise InvalidToken()
+        return record, user
+
+    @staticmethod
+    def _live(claims: dict[str, object],
+              found: tuple[TokenRecord, User | None] | None) -> tuple[TokenRecord, User]:
+        """The row and user of decoded ``claims`` when the token is live, else InvalidToken."""
+        if found is None:
+            raise InvalidToken()
+        record, user = found
+        if (record.revoked_at is not None or record.kind != claims["token_type"]
+                or record.tenant != claims["tenant"] or user is None
+                or str(record.user_id) != claims["sub"] or user.disabled):
+            raise InvalidToken()
+        return record, user
 
     # Resolving
 
@@ -219,14 +319,7 @@ class Authenticator:
             self._keyring, token, kinds=kinds, issuer=self._config.tokens.issuer,
             now=now, leeway=self._config.tokens.leeway,
         )
-        found = await self._store.get_token_and_user(claims["jti"])
-        if found is None:
-            raise InvalidToken()
-        record, user = found
-        if (record.revoked_at is not None or record.kind != claims["token_type"]
-                or record.tenant != claims["tenant"] or user is None
-                or str(record.user_id) != claims["sub"] or user.disabled):
-            raise InvalidToken()
+        record, user = self._live(claims, await self._store.get_token_and_user(claims["jti"]))
         if kinds is SESSION_KINDS or record.kind == TokenKind.SESSION:
             if not key or record.key_hash is None or not secrets.compare_digest(
                 hash_key(key), record.key_hash

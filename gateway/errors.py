@@ -14,7 +14,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Family",
-    "FieldsRequired",
+    "FieldErrors",
     "Forbidden",
     "GatewayError",
     "InvalidCredentials",
@@ -45,14 +45,16 @@ class BadRequest(GatewayError):
     """The request body or parameters are malformed or invalid (400)."""
 
 
-class FieldsRequired(BadRequest):
-    """Required fields are missing (400); SimpleJWT clients expect them listed by name."""
+class FieldErrors(BadRequest):
+    """Fields are missing or invalid (400); SimpleJWT clients expect them listed by name."""
 
-    code = "required"
+    code = "invalid"
+    REQUIRED: ClassVar[str] = "This field is required."
+    BLANK: ClassVar[str] = "This field may not be blank."
 
-    def __init__(self, fields: list[str]):
-        self.fields = fields
-        super().__init__(f"Missing required field(s): {', '.join(fields)}")
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {text}" for field, text in errors.items()))
 
 
 class UnknownTenant(GatewayError):
@@ -180,8 +182,8 @@ def render(family: Family, error: GatewayError) -> dict[str, Any]:
     if family is Family.NAMED:
         return {"message": error.message}
     if family is Family.SIMPLEJWT:
-        if isinstance(error, FieldsRequired):
-            return {field: ["This field is required."] for field in error.fields}
+        if isinstance(error, FieldErrors):
+            return {field: [text] for field, text in error.errors.items()}
         return {"detail": error.message, "code": error.code}
     return {"error": error.code, "message": error.message}
 

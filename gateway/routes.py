@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import login, ops
+from gateway.handlers import access_refresh, login, named_tokens, ops
 
 __all__ = ["setup_routes"]
+
+NAMED = "/api/v1alpha/token"
 
 
 def setup_routes(app: web.Application) -> None:
     """Register the handlers of every API family."""
     app.router.add_routes([
+        # Seed 003
         web.post("/login", login.login),
         web.post("/logout", login.logout),
+        # Seeds 001/002: with and without the trailing slash, as clients send both.
+        web.post(NAMED, named_tokens.create),
+        web.post(f"{NAMED}/", named_tokens.create),
+        web.get(NAMED, named_tokens.list_tokens, allow_head=False),
+        web.get(f"{NAMED}/", named_tokens.list_tokens, allow_head=False),
+        web.get(NAMED + "/{token_id}", named_tokens.show, allow_head=False),
+        web.get(NAMED + "/{token_id}/", named_tokens.show, allow_head=False),
+        web.delete(NAMED + "/{token_id}", named_tokens.delete),
+        web.delete(NAMED + "/{token_id}/", named_tokens.delete),
+        # Seed 004
+        web.post("/api/token/", access_refresh.obtain),
+        web.post("/api/token/refresh/", access_refresh.refresh),
+        web.post("/api/token/verify/", access_refresh.verify),
+        web.post("/api/token/blacklist/", access_refresh.blacklist),
+        # Operations
         web.get("/healthz", ops.healthz, allow_head=False),
         web.get("/readyz", ops.readyz, allow_head=False),
         web.get("/openapi.yaml", ops.openapi, allow_head=False),

@@ -8,6 +8,7 @@ tests drive them with an injected clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +70,7 @@ class TokenRecord:
     parent_jti: str | None
     media_kid: str | None
     used_at: float | None
+    deleted_at: float | None
 
 
 class Store(Protocol):
@@ -123,8 +125,26 @@ class Store(Protocol):
         """Replace the user's role strings."""
 
     # Tokens
-    async def add_token(self, token: NewToken) -> None:
-        """Record a newly issued token."""
+    async def add_tokens(self, tokens: Sequence[NewToken]) -> None:
+        """Record newly issued tokens, all or none."""
+
+    async def list_user_tokens(self, user_id: int, kind: str, *, limit: int | None = None,
+                               offset: int = 0) -> list[TokenRecord]:
+        """The user's tokens of ``kind`` that are not deleted, oldest first."""
+
+    async def delete_token(self, jti: str, now: float) -> bool:
+        """Revoke and hide a token (named tokens: 404 from then on); False when already gone."""
+
+    async def revoke_family(self, family_id: str, reason: str, now: float) -> int:
+        """Revoke every live token descended from one login. Returns how many."""
+
+    async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
+                             *, revoke_old: bool) -> bool:
+        """Mark a refresh token used and record its successors, atomically.
+
+        False (and nothing recorded) when the old token was already used or revoked: the
+        caller treats that as reuse.
+        """
 
     async def get_token(self, jti: str) -> TokenRecord | None:
         """The token row for ``jti``."""

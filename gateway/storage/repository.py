@@ -19,7 +19,7 @@ _USER_COLUMNS = (
 )
 _TOKEN_COLUMNS = (
     "jti, kind, tenant_id, user_id, issued_at, expires_at, revoked_at, revoke_reason, "
-    "key_hash, description, family_id, parent_jti, media_kid, used_at"
+    "key_hash, description, family_id, parent_jti, media_kid, used_at, deleted_at"
 )
 
 
@@ -153,12 +153,63 @@ async def update_roles(conn: aiosqlite.Connection, user_id: int, roles: tuple[st
 # Tokens
 
 async def insert_token(conn: aiosqlite.Connection, token: NewToken) -> None:
-    await conn.execute(
-        "INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at, key_hash,"
-        " description, family_id, parent_jti, media_kid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (token.jti, token.kind, token.tenant, token.user_id, token.issued_at, token.expires_at,
-         token.key_hash, token.description, token.family_id, token.parent_jti, token.media_kid),
+    try:
+        await conn.execute(
+            "INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at, key_hash,"
+            " description, family_id, parent_jti, media_kid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (token.jti, token.kind, token.tenant, token.user_id, token.issued_at,
+             token.expires_at, token.key_hash, token.description, token.family_id,
+             token.parent_jti, token.media_kid),
+        )
+    except sqlite3.IntegrityError as exc:
+        if "tokens.description" in str(exc):
+            raise Conflict(f"a token described {token.description!r} exists already") from None
+        if "tokens.media_kid" in str(exc):
+            raise Conflict(f"kid {token.media_kid!r} is already registered") from None
+        raise
+
+
+async def user_tokens(conn: aiosqlite.Connection, user_id: int, kind: str, limit: int,
+                      offset: int) -> list[TokenRecord]:
+    rows = await _all(
+        conn,
+        f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608 - constant column list
+        " WHERE user_id = ? AND kind = ? AND deleted_at IS NULL"
+        " ORDER BY issued_at, jti LIMIT ? OFFSET ?",
+        (user_id, kind, limit, offset),
     )
+    return [_token(row) for row in rows]
+
+
+async def mark_deleted(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
+    cursor = await conn.execute(
+        "UPDATE tokens SET deleted_at = ?, revoked_at = COALESCE(revoked_at, ?),"
+        " revoke_reason = COALESCE(revoke_reason, 'deleted') WHERE jti = ? AND deleted_at IS NULL",
+        (now, now, jti),
+    )
+    return cursor.rowcount == 1
+
+
+async def revoke_family(conn: aiosqlite.Connection, family_id: str, reason: str,
+                        now: float) -> int:
+    cursor = await conn.execute(
+        "UPDATE tokens SET revoked_at = ?, revoke_reason = ?"
+        " WHERE family_id = ? AND revoked_at IS NULL",
+        (now, reason, family_id),
+    )
+    return cursor.rowcount
+
+
+async def mark_used(conn: aiosqlite.Connection, jti: str, now: float, *, revoke: bool) -> bool:
+    cursor = await conn.execute(
+        "UPDATE tokens SET used_at = ?,"
+        " revoked_at = CASE WHEN ? THEN ? ELSE revoked_at END,"
+        " revoke_reason = CASE WHEN ? THEN 'rotated' ELSE revoke_reason END"
+        " WHERE jti = ? AND used_at IS NULL AND revoked_at IS NULL",
+        (now, revoke, now, revoke, jti),
+    )
+    return cursor.rowcount == 1
 
 
 async def token_by_jti(conn: aiosqlite.Connection, jti: str) -> TokenRecord | None:

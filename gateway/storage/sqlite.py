@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -138,9 +138,32 @@ class SQLiteStore:
 
     # Tokens
 
-    async def add_token(self, token: NewToken) -> None:
+    async def add_tokens(self, tokens: Sequence[NewToken]) -> None:
         async with self._write() as conn:
-            await sql.insert_token(conn, token)
+            for token in tokens:
+                await sql.insert_token(conn, token)
+
+    async def list_user_tokens(self, user_id: int, kind: str, *, limit: int | None = None,
+                               offset: int = 0) -> list[TokenRecord]:
+        return await sql.user_tokens(self._reader, user_id, kind,
+                                     -1 if limit is None else limit, offset)
+
+    async def delete_token(self, jti: str, now: float) -> bool:
+        async with self._write() as conn:
+            return await sql.mark_deleted(conn, jti, now)
+
+    async def revoke_family(self, family_id: str, reason: str, now: float) -> int:
+        async with self._write() as conn:
+            return await sql.revoke_family(conn, family_id, reason, now)
+
+    async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
+                             *, revoke_old: bool) -> bool:
+        async with self._write() as conn:
+            if not await sql.mark_used(conn, old_jti, now, revoke=revoke_old):
+                return False
+            for token in new_tokens:
+                await sql.insert_token(conn, token)
+            return True
 
     async def get_token(self, jti: str) -> TokenRecord | None:
         return await sql.token_by_jti(self._reader, jti)
