@@ -21,8 +21,8 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
         await store.add_tenant("default", now)
         user = await store.add_user(NewUser("default", "alice", "hash"), now)
         for jti, expires in (("expired", now - 10), ("live", now + 3600)):
-            await store.add_token(NewToken(jti=jti, kind="session", tenant="default",
-                                           user_id=user.id, issued_at=now - 100, expires_at=expires))
+            await store.add_tokens([NewToken(jti=jti, kind="session", tenant="default",
+                                           user_id=user.id, issued_at=now - 100, expires_at=expires)])
         await store.record_login_failure("default", "alice", "127.0.0.1", now - 86400)
         await store.record_login_failure("default", "alice", "127.0.0.1", now)
     finally:

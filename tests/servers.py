@@ -1,0 +1,82 @@
+"""Real ``gateway serve`` processes for tests, on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import free_port
+
+STARTUP_TIMEOUT = 20.0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any GATEWAY_* variable, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
+    env.update(extra)
+    return env
+
+
+class Server:
+    """One ``gateway serve`` process; its output goes to a file the test reads."""
+
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"server-{self.port}.log"
+        self._handle = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config),
+             "--port", str(self.port), *args],
+            stdout=self._handle, stderr=subprocess.STDOUT, env=env, cwd=workdir,
+        )
+
+    async def wait_ready(self) -> None:
+        """Poll /readyz until it answers 200 (bounded by STARTUP_TIMEOUT)."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    pytest.fail(f"server exited early:\n{self.output()}")
+                try:
+                    async with session.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+        pytest.fail(f"server not ready in {STARTUP_TIMEOUT}s:\n{self.output()}")
+
+    def stop(self) -> int:
+        """SIGTERM, wait for a graceful exit (kill after 15 s); the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._handle.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        if not self._handle.closed:
+            self._handle.flush()
+        return self.log.read_text(errors="replace")
+
+
+async def run_cli(config: Path, env: dict[str, str], *args: str,
+                  stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``gateway ARGS --config CONFIG`` in a subprocess without blocking the loop."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", *args, "--config", str(config)],
+        input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False,
+    )

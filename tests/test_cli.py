@@ -1,0 +1,281 @@
+"""The real ``gateway`` command in subprocesses (``python -m gateway``), SPEC §2.
+
+Each test gets its own config.yaml and database in tmp_path. State the test is not about
+is prepared in-process through the store, token rows with plain SQL (cheaper than a
+subprocess); effects of the commands are checked the same way or through ``users list``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2.exceptions import VerifyMismatchError
+
+from gateway.storage import NewUser, SQLiteStore, User, open_sqlite_store
+
+SECRET = "cli-test-secret-key-0123456789-0123456789"
+ADMIN_PASSWORD = "bootstrap-admin-password"
+ALICE_PASSWORD = "alice-password-1"
+T = TypeVar("T")
+
+
+@dataclass
+class Gateway:
+    root: Path
+    config: Path
+    db: Path
+    env: dict[str, str]
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``gateway ARGS --config config.yaml``; fails the test on a traceback."""
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", *args, "--config", str(self.config)],
+            input=stdin, capture_output=True, text=True, env=self.env, cwd=self.root,
+            timeout=60, check=False,
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    def with_store(self, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
+        async def go() -> T:
+            store = await open_sqlite_store(self.db)
+            try:
+                return await action(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(go())
+
+    def user(self, username: str, tenant: str = "default") -> User | None:
+        return self.with_store(lambda store: store.get_user(tenant, username))
+
+    def seed(self, *tenants: str, users: tuple[NewUser, ...] = ()) -> list[User]:
+        async def go(store: SQLiteStore) -> list[User]:
+            for tenant in tenants:
+                await store.add_tenant(tenant, time.time())
+            return [await store.add_user(user, time.time()) for user in users]
+
+        return self.with_store(go)
+
+    def add_token(self, user: User) -> str:
+        """A live access-token row for ``user`` (plain SQL: only the 0001 columns)."""
+        jti = str(uuid.uuid4())
+        now = time.time()
+        with contextlib.closing(sqlite3.connect(self.db)) as db:
+            db.execute("INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at)"
+                       " VALUES (?, 'access', ?, ?, ?, ?)", (jti, user.tenant, user.id, now, now + 3600))
+            db.commit()
+        return jti
+
+    def revoked_at(self, jti: str) -> float | None:
+        with contextlib.closing(sqlite3.connect(self.db)) as db:
+            row = db.execute("SELECT revoked_at FROM tokens WHERE jti = ?", (jti,)).fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Gateway:
+    config = tmp_path / "config.yaml"
+    # A relative storage path: the CLI must resolve it against the config file's directory.
+    config.write_text("storage:\n  path: ./data/gateway.db\ntenants:\n  default: {}\n",
+                      encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GATEWAY_")}
+    env.update(GATEWAY_SECRET_KEY=SECRET, GATEWAY_ADMIN_PASSWORD=ADMIN_PASSWORD)
+    return Gateway(root=tmp_path, config=config, db=tmp_path / "data" / "gateway.db", env=env)
+
+
+def password_matches(user: User, password: str) -> bool:
+    try:
+        return Argon2Hasher().verify(user.password_hash, password)
+    except VerifyMismatchError:
+        return False
+
+
+def hashed(password: str) -> str:
+    return Argon2Hasher(memory_cost=19456, time_cost=2, parallelism=1).hash(password)
+
+
+def list_rows(output: str) -> dict[str, list[str]]:
+    """``users list`` output as {username: [email, role, status, roles]} (roles may be absent)."""
+    lines = output.splitlines()
+    assert lines and lines[0].split()[:4] == ["USERNAME", "EMAIL", "ROLE", "STATUS"]
+    return {fields[0]: fields[1:] for fields in (line.split() for line in lines[1:]) if fields}
+
+
+# migrate
+
+
+def test_migrate_creates_the_database_and_bootstraps_nothing(gw: Gateway) -> None:
+    result = gw.run("migrate")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+    assert gw.db.exists()
+    assert stat.S_IMODE(gw.db.stat().st_mode) == 0o600
+    # The root user is created on the first `serve`, not by `migrate`; nothing is printed.
+    assert gw.with_store(lambda store: store.count_users()) == 0
+    assert ADMIN_PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="`migrate` does not create the 'default' tenant (only serve's "
+                   "bootstrap does), so `users add` with its default --tenant fails on a fresh database")
+def test_users_add_works_right_after_migrate(gw: Gateway) -> None:
+    assert gw.run("migrate").returncode == 0
+    result = gw.run("users", "add", "alice", "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert gw.user("alice") is not None
+
+
+# tenants
+
+
+def test_tenants_add(gw: Gateway) -> None:
+    first = gw.run("tenants", "add", "acme")
+    assert first.returncode == 0, first.stderr
+    assert "created" in first.stdout
+    assert "acme" in gw.with_store(lambda store: store.list_tenants())
+
+    again = gw.run("tenants", "add", "acme")
+    assert again.returncode == 0, again.stderr
+    assert "already exists" in again.stdout
+    assert gw.with_store(lambda store: store.list_tenants()).count("acme") == 1
+
+    bad = gw.run("tenants", "add", "bad id!")
+    assert bad.returncode != 0
+    assert "invalid tenant id" in bad.stderr
+    assert "bad id!" not in gw.with_store(lambda store: store.list_tenants())
+
+
+# users add / list
+
+
+def test_users_add_list_duplicate_and_short_password(gw: Gateway) -> None:
+    gw.seed("default")
+    added = gw.run("users", "add", "alice", "--password-stdin", "--email", "a@x.io",
+                   "--role", "admin", "--roles", "ROLE_USER,ROLE_ADMIN", stdin=ALICE_PASSWORD + "\n")
+    assert added.returncode == 0, added.stderr
+    assert "alice" in added.stdout
+    assert ALICE_PASSWORD not in added.stdout + added.stderr
+
+    alice = gw.user("alice")
+    assert alice is not None
+    assert alice.email == "a@x.io"
+    assert alice.role == 1
+    assert alice.roles == ("ROLE_USER", "ROLE_ADMIN")
+    assert not alice.disabled
+    assert alice.password_hash.startswith("$argon2id$")
+    assert password_matches(alice, ALICE_PASSWORD)
+
+    listed = gw.run("users", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert list_rows(listed.stdout)["alice"] == ["a@x.io", "admin", "active", "ROLE_USER,ROLE_ADMIN"]
+    assert "$argon2" not in listed.stdout
+
+    duplicate = gw.run("users", "add", "alice", "--password-stdin", stdin="another-password\n")
+    assert duplicate.returncode == 1
+    assert duplicate.stderr.strip() == "gateway: user 'alice' already exists in tenant 'default'"
+    alice_after = gw.user("alice")
+    assert alice_after is not None
+    assert password_matches(alice_after, ALICE_PASSWORD)
+
+    short = gw.run("users", "add", "dave", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1
+    assert "at least 8 characters" in short.stderr
+    assert gw.user("dave") is None
+
+
+def test_users_add_in_tenants(gw: Gateway) -> None:
+    gw.seed("default", "acme")
+    bob = gw.run("users", "add", "bob", "--tenant", "acme", "--password-stdin", stdin="bob-password\n")
+    assert bob.returncode == 0, bob.stderr
+    assert gw.user("bob", tenant="acme") is not None
+    assert gw.user("bob", tenant="default") is None
+
+    listed = gw.run("users", "list", "--tenant", "acme")
+    assert listed.returncode == 0, listed.stderr
+    assert list_rows(listed.stdout) == {"bob": ["-", "user", "active"]}
+
+    carl = gw.run("users", "add", "carl", "--tenant", "nope", "--password-stdin",
+                  stdin="carl-password\n")
+    assert carl.returncode == 1
+    assert "'nope'" in carl.stderr
+    assert "tenant" in carl.stderr
+    assert gw.with_store(lambda store: store.list_tenants()) == ["acme", "default"]
+
+
+# users roles / disable / enable / passwd
+
+
+def seed_alice(gw: Gateway) -> User:
+    [alice] = gw.seed("default", users=(NewUser(
+        tenant="default", username="alice", password_hash=hashed(ALICE_PASSWORD),
+        email="a@x.io", role=1, roles=("ROLE_USER",)),))
+    return alice
+
+
+def test_users_roles(gw: Gateway) -> None:
+    seed_alice(gw)
+    result = gw.run("users", "roles", "alice", "ROLE_X,ROLE_Y")
+    assert result.returncode == 0, result.stderr
+    alice = gw.user("alice")
+    assert alice is not None
+    assert alice.roles == ("ROLE_X", "ROLE_Y")
+
+    bad = gw.run("users", "roles", "alice", "ROLE X")
+    assert bad.returncode == 1
+    assert "invalid role" in bad.stderr
+    alice = gw.user("alice")
+    assert alice is not None
+    assert alice.roles == ("ROLE_X", "ROLE_Y")
+
+
+def test_users_disable_revokes_tokens_and_enable(gw: Gateway) -> None:
+    alice = seed_alice(gw)
+    jti = gw.add_token(alice)
+
+    disabled = gw.run("users", "disable", "alice")
+    assert disabled.returncode == 0, disabled.stderr
+    after = gw.user("alice")
+    assert after is not None
+    assert after.disabled
+    assert gw.revoked_at(jti) is not None
+
+    enabled = gw.run("users", "enable", "alice")
+    assert enabled.returncode == 0, enabled.stderr
+    after = gw.user("alice")
+    assert after is not None
+    assert not after.disabled
+    # Enabling does not bring revoked tokens back.
+    assert gw.revoked_at(jti) is not None
+
+
+def test_users_passwd(gw: Gateway) -> None:
+    alice = seed_alice(gw)
+    jti = gw.add_token(alice)
+
+    result = gw.run("users", "passwd", "alice", "--password-stdin", stdin="brand-new-password\n")
+    assert result.returncode == 0, result.stderr
+    assert "brand-new-password" not in result.stdout + result.stderr
+    after = gw.user("alice")
+    assert after is not None
+    assert password_matches(after, "brand-new-password")
+    assert not password_matches(after, ALICE_PASSWORD)
+    assert gw.revoked_at(jti) is not None
+
+    nobody = gw.run("users", "passwd", "nobody", "--password-stdin", stdin="brand-new-password\n")
+    assert nobody.returncode == 1
+    assert "nobody" in nobody.stderr
