@@ -10,24 +10,33 @@ from gateway.config import Config
 from gateway.passwords import PasswordHasher
 from gateway.storage import NewUser, Store
 
-__all__ = ["bootstrap"]
+__all__ = ["bootstrap", "ensure_tenants"]
 
 ROOT_ROLE = 0
 
 
+async def ensure_tenants(store: Store, config: Config, now: float) -> None:
+    """Create ``default`` and the tenants named in config.yaml when they are missing."""
+    for tenant in ("default", *config.tenants):
+        if not await store.tenant_exists(tenant):
+            await store.add_tenant(tenant, now)
+
+
 async def bootstrap(store: Store, config: Config, hasher: PasswordHasher, now: float,
                     out: TextIO = sys.stderr) -> None:
-    """Create missing config tenants; on an empty database, the root user.
+    """Create the tenants; when no root user exists yet, create one.
 
     The root password is ``$GATEWAY_ADMIN_PASSWORD``, else a random one printed once to
     ``out``: the only time the gateway ever prints a password.
     """
-    for tenant in ("default", *config.tenants):
-        if not await store.tenant_exists(tenant):
-            await store.add_tenant(tenant, now)
-    if await store.count_users() > 0:
+    await ensure_tenants(store, config, now)
+    if await store.has_root():
         return
     admin = config.admin
+    if await store.get_user("default", admin.username) is not None:
+        print(f"gateway: warning: no root user, and {admin.username!r} is taken by another "
+              f"user; create one with 'gateway users add NAME --role root'", file=out, flush=True)
+        return
     generated = admin.password is None
     password = secrets.token_urlsafe(18) if admin.password is None else admin.password.get_secret_value()
     created = await store.bootstrap_root(NewUser(

@@ -13,14 +13,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 from gateway import __version__
-from gateway.app import create_app
-from gateway.bootstrap import bootstrap
+from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, load_config
 from gateway.errors import GatewayError
-from gateway.logs import AccessLogger, configure_logging
 from gateway.passwords import PasswordHasher, validate_new_password
 from gateway.storage import MigrationError, NewUser, SQLiteStore, User, open_sqlite_store
 
@@ -117,6 +113,7 @@ async def _with_store(config: Config, action: Callable[[SQLiteStore], Awaitable[
     store = await open_sqlite_store(config.storage.path, synchronous=config.storage.synchronous,
                                     busy_timeout=config.storage.busy_timeout)
     try:
+        await ensure_tenants(store, config, time.time())
         return await action(store)
     finally:
         await store.close()
@@ -139,6 +136,12 @@ async def _existing_user(store: SQLiteStore, tenant: str, username: str) -> User
 
 
 def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
+    # Imported here: the user and tenant commands start faster without the server stack.
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logs import AccessLogger, configure_logging
+
     configure_logging(config.logging.level, config.logging.format)
     web.run_app(
         create_app(config), host=host, port=port, reuse_port=reuse_port,
@@ -189,7 +192,12 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 def _users(config: Config, args: argparse.Namespace) -> int:
     tenant = args.tenant
     if args.action == "list":
-        users = asyncio.run(_with_store(config, lambda store: store.list_users(tenant)))
+        async def list_users(store: SQLiteStore) -> list[User]:
+            if not await store.tenant_exists(tenant):
+                raise CommandError(f"no tenant {tenant!r}")
+            return await store.list_users(tenant)
+
+        users = asyncio.run(_with_store(config, list_users))
         print(f"{'USERNAME':<24} {'EMAIL':<28} {'ROLE':<6} {'STATUS':<9} ROLES")
         for user in users:
             status = "disabled" if user.disabled else "active"

@@ -51,7 +51,15 @@ def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
         raise ValueError(f"not an IP address or CIDR: {value!r}") from None
 
 
+def _integer(value: object) -> object:
+    # Lax validation turns YAML's true/false into 1/0; a port of "true" is a mistake.
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {str(value).lower()}")
+    return value
+
+
 Duration = Annotated[int, BeforeValidator(_duration)]
+Int = Annotated[int, BeforeValidator(_integer)]
 Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
 Policy = Literal["bypass", "authenticated", "deny"]
 MediaAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "HS256"]
@@ -64,14 +72,14 @@ class _Section(BaseModel):
 
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(25441, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    port: Int = Field(25441, ge=1, le=65535)
+    workers: Int = Field(1, ge=1, le=64)
     trusted_proxies: tuple[Network, ...] = (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
     )
     #: Largest request body accepted, in bytes (aiohttp's client_max_size).
-    max_body_size: int = Field(1024 * 1024, ge=1024)
+    max_body_size: Int = Field(1024 * 1024, ge=1024)
     #: Seconds given to in-flight requests on SIGTERM.
     shutdown_timeout: Duration = 10
 
@@ -105,7 +113,7 @@ class TokensConfig(_Section):
 
 class RegulationConfig(_Section):
     #: Failures that trigger a ban; 0 turns regulation off.
-    max_retries: int = Field(5, ge=0)
+    max_retries: Int = Field(5, ge=0)
     find_time: Duration = 120
     ban_time: Duration = 300
 
@@ -118,14 +126,14 @@ class LoginConfig(_Section):
 class PasswordsConfig(_Section):
     """argon2id cost; the floor is OWASP's minimum (m=19 MiB, t=2, p=1)."""
 
-    memory_cost_kib: int = Field(19456, ge=19456)
-    time_cost: int = Field(2, ge=2)
-    parallelism: int = Field(1, ge=1, le=16)
+    memory_cost_kib: Int = Field(19456, ge=19456)
+    time_cost: Int = Field(2, ge=2)
+    parallelism: Int = Field(1, ge=1, le=16)
 
 
 class MediaTokenDefaults(_Section):
-    start: int = Field(0, ge=0)
-    expire: int = Field(3600, gt=0)
+    start: Int = Field(0, ge=0)
+    expire: Int = Field(3600, gt=0)
     unique: bool = True
     ipRange: tuple[Network, ...] = ()
     algorithm: MediaAlgorithm = "RS256"
@@ -138,8 +146,8 @@ class MediaTokenDefaults(_Section):
 
 
 class MediaTokenOverride(_Section):
-    start: int | None = Field(None, ge=0)
-    expire: int | None = Field(None, gt=0)
+    start: Int | None = Field(None, ge=0)
+    expire: Int | None = Field(None, gt=0)
     unique: bool | None = None
     ipRange: tuple[Network, ...] | None = None
     algorithm: MediaAlgorithm | None = None
@@ -225,9 +233,16 @@ class LoggingConfig(_Section):
 class AdminBootstrap(_Section):
     """The root user created on the first start ($GATEWAY_ADMIN_*)."""
 
-    username: str = "admin"
+    username: str = Field("admin", min_length=1)
     password: SecretStr | None = None
     email: str = "admin@localhost"
+
+    @field_validator("password")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 8:
+            raise ValueError("GATEWAY_ADMIN_PASSWORD must be at least 8 characters")
+        return value
 
 
 class Config(_Section):
@@ -277,10 +292,13 @@ def _interpolate(node: Any, env: dict[str, str], where: str) -> Any:
     if isinstance(node, str) and "${" in node:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env:
+            # As in the shell: ":-" takes the default when the variable is unset or empty.
+            if env.get(name):
                 return env[name]
             if default is not None:
                 return default
+            if name in env:
+                return ""
             raise ConfigError(f"{where}: environment variable {name} is not set")
 
         return _ENV_REF.sub(substitute, node)

@@ -94,10 +94,10 @@ class Store(Protocol):
 
     # Users
     async def bootstrap_root(self, user: NewUser, now: float) -> bool:
-        """Create tenant ``user.tenant`` and ``user`` only when there is no user at all."""
+        """Create tenant ``user.tenant`` and root ``user`` only when no root user exists."""
 
-    async def count_users(self) -> int:
-        """How many users exist, in every tenant."""
+    async def has_root(self) -> bool:
+        """True when a root user (role 0) exists, enabled or not."""
 
     async def add_user(self, user: NewUser, now: float) -> User:
         """Create a user in an existing tenant."""

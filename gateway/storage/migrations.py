@@ -32,6 +32,8 @@ def discover(directory: Path) -> list[tuple[int, str, Path]]:
     for path in directory.iterdir():
         match = _NAME.match(path.name)
         if not match:
+            if path.suffix.lower() == ".sql":
+                raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
             continue
         version = int(match.group(1))
         if version in found:
@@ -44,9 +46,10 @@ def split_statements(script: str) -> list[str]:
     """Split an SQL script into complete statements (triggers and quoted ';' included)."""
     statements: list[str] = []
     buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
+    for char in script:
+        buffer += char
+        # Only a ';' can end a statement; complete_statement knows quotes and triggers.
+        if char == ";" and sqlite3.complete_statement(buffer):
             statement = buffer.strip()
             if statement.strip(";").strip():
                 statements.append(statement)
@@ -86,7 +89,10 @@ async def apply_migrations(connection: aiosqlite.Connection, directory: Path) ->
                 done = await cursor.fetchone()
             if done is None:
                 for statement in statements:
-                    await connection.execute(statement)
+                    try:
+                        await connection.execute(statement)
+                    except sqlite3.Error as exc:
+                        raise MigrationError(f"{name}: {exc}") from exc
                 await connection.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()),

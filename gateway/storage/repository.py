@@ -69,9 +69,8 @@ async def list_tenants(conn: aiosqlite.Connection) -> list[str]:
 
 # Users
 
-async def count_users(conn: aiosqlite.Connection) -> int:
-    row = await _one(conn, "SELECT COUNT(*) FROM users", ())
-    return int(row[0])
+async def has_root(conn: aiosqlite.Connection) -> bool:
+    return await _one(conn, "SELECT 1 FROM users WHERE role = 0 LIMIT 1", ()) is not None
 
 
 async def insert_user(conn: aiosqlite.Connection, user: NewUser, now: float) -> int:

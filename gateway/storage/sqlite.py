@@ -90,13 +90,13 @@ class SQLiteStore:
     async def bootstrap_root(self, user: NewUser, now: float) -> bool:
         async with self._write() as conn:
             await sql.insert_tenant(conn, user.tenant, now)
-            if await sql.count_users(conn) > 0:
+            if await sql.has_root(conn):
                 return False
             await sql.insert_user(conn, user, now)
             return True
 
-    async def count_users(self) -> int:
-        return await sql.count_users(self._reader)
+    async def has_root(self) -> bool:
+        return await sql.has_root(self._reader)
 
     async def add_user(self, user: NewUser, now: float) -> User:
         async with self._write() as conn:
