@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -54,7 +55,7 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request: id, method, path, status, size, duration, client, tenant."""
+    """One JSON line per request: id, method, path, status, size, duration, client, tenant, pid."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
         self.logger.info(json.dumps({
@@ -67,4 +68,5 @@ class AccessLogger(AbstractAccessLogger):
             "duration_ms": round(time_taken * 1000, 2),
             "client": str(request.get(CLIENT_ADDRESS) or request.remote),
             "tenant": request.get(TENANT),
+            "pid": os.getpid(),
         }))
