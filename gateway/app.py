@@ -13,6 +13,7 @@ from gateway.appkeys import (
     CONFIG,
     HASHER,
     KEYRING,
+    MEDIA,
     OPENAPI_DOCUMENT,
     STORE,
     TENANTS_SEEN,
@@ -21,6 +22,7 @@ from gateway.auth import Authenticator
 from gateway.bootstrap import bootstrap
 from gateway.config import Config
 from gateway.keyring import Keyring, load_user_secret
+from gateway.media import MediaService
 from gateway.middlewares import MIDDLEWARES
 from gateway.passwords import PasswordHasher
 from gateway.resources import openapi_path
@@ -60,7 +62,9 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
     secret = config.secret_key.get_secret_value() if config.secret_key else None
     app[KEYRING] = Keyring(load_user_secret(secret, config.data_dir))
     app[AUTHENTICATOR] = Authenticator(config, app[STORE], app[KEYRING], app[HASHER], app[CLOCK])
+    app[MEDIA] = MediaService(config, app[STORE], app[CLOCK])
     yield
+    app[MEDIA].close()
 
 
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:

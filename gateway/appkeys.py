@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.auth import Authenticator, Credentials, Identity
 from gateway.config import Config
 from gateway.keyring import Keyring
+from gateway.media import MediaService
 from gateway.netaddr import IPAddress
 from gateway.passwords import PasswordHasher
 from gateway.storage import Store
@@ -22,6 +23,7 @@ __all__ = [
     "HASHER",
     "IDENTITY",
     "KEYRING",
+    "MEDIA",
     "OPENAPI_DOCUMENT",
     "REQUEST_ID",
     "STORE",
@@ -36,6 +38,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 #: Tenants known to exist; tenants are never deleted, so a hit needs no database read.
 TENANTS_SEEN: web.AppKey[set[str]] = web.AppKey("tenants_seen")

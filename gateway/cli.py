@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     tenants.add_parser("add", parents=[common], help="create a tenant").add_argument("id")
     tenants.add_parser("list", parents=[common], help="list tenants")
 
+    keys = commands.add_parser("keys", help="media token signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    keys.add_parser("rotate", parents=[common, tenant],
+                    help="new keys for the tenant; old tokens verify until they expire")
+    keys.add_parser("list", parents=[common, tenant], help="list the tenant's keys")
+
     tokens = commands.add_parser("tokens", help="token housekeeping").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     tokens.add_parser("prune", parents=[common],
@@ -274,6 +280,36 @@ def _tenants(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(config: Config, args: argparse.Namespace) -> int:
+    from gateway.media import MediaService
+
+    tenant = args.tenant
+
+    async def run(store: SQLiteStore) -> int:
+        if not await store.tenant_exists(tenant):
+            raise CommandError(f"no tenant {tenant!r}")
+        if args.action == "list":
+            print(f"{'KID':<44} {'KIND':<8} {'CREATED':<20} STATUS")
+            for key in await store.list_keys(tenant):
+                made = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
+                status = "active" if key.retired_at is None else "retired"
+                print(f"{key.kid:<44} {key.family:<8} {made:<20} {status}")
+            return 0
+        service = MediaService(config, store, time.time)
+        try:
+            retired, created = await service.rotate(tenant)
+        finally:
+            service.close()
+        if not created:
+            print(f"tenant {tenant!r} has no keys yet; they are made on first use")
+            return 0
+        print(f"tenant {tenant!r}: new key(s) {', '.join(created)}; retired {', '.join(retired)} "
+              "(still verifying their tokens until 'gateway tokens prune' finds them unneeded)")
+        return 0
+
+    return asyncio.run(_with_store(config, run))
+
+
 def _tokens(config: Config, args: argparse.Namespace) -> int:
     now = time.time()
     # Expired tokens are refused by their exp claim alone, so their rows can go; keep
@@ -281,10 +317,11 @@ def _tokens(config: Config, args: argparse.Namespace) -> int:
     expired_before = now - config.tokens.leeway
     regulation = config.login.regulation
     failures_before = now - (regulation.find_time + regulation.ban_time)
-    tokens, failures = asyncio.run(
+    tokens, failures, keys = asyncio.run(
         _with_store(config, lambda store: store.prune(expired_before, failures_before))
     )
-    print(f"pruned {tokens} expired token(s) and {failures} old login failure(s)")
+    print(f"pruned {tokens} expired token(s), {failures} old login failure(s) "
+          f"and {keys} retired key(s) no token needs")
     return 0
 
 
@@ -303,6 +340,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "users": _users,
     "tenants": _tenants,
     "tokens": _tokens,
+    "keys": _keys,
 }
 
 

@@ -194,3 +194,59 @@ class Conflict(GatewayError):
     status = 409
     code = "conflict"
     default_message = "Already exists"
+
+
+class TokenExpired(InvalidToken):
+    """The token's ``exp`` has passed (401)."""
+
+    code = "token_expired"
+    default_message = "Token has expired"
+
+
+class TokenNotYetValid(InvalidToken):
+    """The token's ``nbf`` is still ahead (401)."""
+
+    code = "token_not_yet_valid"
+    default_message = "Token is not valid yet"
+
+
+class UserCredentialRequired(Unauthenticated):
+    """A media token restricted to a user or roles, used without a user credential (401)."""
+
+    code = "user_credential_required"
+    default_message = "This token needs a user credential on the same request"
+
+
+class AddressNotAllowed(Forbidden):
+    """The client address is outside the token's ``rangeip`` (403)."""
+
+    code = "ip_not_allowed"
+    default_message = "This token is not valid from this address"
+
+
+class MediaNotAllowed(Forbidden):
+    """The requested media is not the token's (403)."""
+
+    code = "media_not_allowed"
+    default_message = "This token is not valid for this media"
+
+
+class UserNotAllowed(Forbidden):
+    """The user credential has neither the token's username nor one of its roles (403)."""
+
+    code = "user_not_allowed"
+    default_message = "This token is not valid for this user"
+
+
+class WrongTenant(Forbidden):
+    """The token belongs to another tenant than the request's (403)."""
+
+    code = "wrong_tenant"
+    default_message = "This token belongs to another tenant"
+
+
+class TokenUsed(Forbidden):
+    """A one-time (``unique``) media token that was used already (403)."""
+
+    code = "token_used"
+    default_message = "This one-time token has been used"

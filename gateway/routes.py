@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import access_refresh, login, named_tokens, ops
+from gateway.handlers import access_refresh, login, media, named_tokens, ops
 
 __all__ = ["setup_routes"]
 
@@ -31,6 +31,10 @@ def setup_routes(app: web.Application) -> None:
         web.post("/api/token/refresh/", access_refresh.refresh),
         web.post("/api/token/verify/", access_refresh.verify),
         web.post("/api/token/blacklist/", access_refresh.blacklist),
+        # Seed 000: media download tokens
+        web.post("/token", media.issue),
+        web.post("/token/check", media.check),
+        web.get("/.well-known/jwks.json", media.jwks, allow_head=False),
         # Operations
         web.get("/healthz", ops.healthz, allow_head=False),
         web.get("/readyz", ops.readyz, allow_head=False),

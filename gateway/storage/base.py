@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["NewToken", "NewUser", "Store", "TokenRecord", "User"]
+__all__ = ["KeyRecord", "NewToken", "NewUser", "Store", "TokenRecord", "User"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,20 @@ class NewToken:
     family_id: str | None = None
     parent_jti: str | None = None
     media_kid: str | None = None
+    signing_kid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A tenant's signing key. ``family`` is RSA, EC-P256, EC-P384 or HMAC."""
+
+    kid: str
+    tenant: str
+    family: str
+    private_key: str
+    public_jwk: str | None
+    created_at: float
+    retired_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,7 @@ class TokenRecord:
     media_kid: str | None
     used_at: float | None
     deleted_at: float | None
+    signing_kid: str | None
 
 
 class Store(Protocol):
@@ -158,8 +173,30 @@ class Store(Protocol):
     async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
         """Revoke every live token of a user. Returns how many."""
 
-    async def prune(self, now: float, failures_before: float) -> tuple[int, int]:
-        """Drop expired token rows and login failures older than ``failures_before``."""
+    async def consume_media(self, tenant: str, media_kid: str, now: float) -> bool:
+        """Use a one-time media token: True for the first use only, in every process."""
+
+    async def prune(self, now: float, failures_before: float) -> tuple[int, int, int]:
+        """Drop expired token rows, login failures older than ``failures_before``, and
+        retired keys no unexpired token needs. Returns the three counts."""
+
+    # Keys
+    async def get_key(self, kid: str) -> KeyRecord | None:
+        """The key named ``kid``, active or retired."""
+
+    async def active_key(self, tenant: str, family: str) -> KeyRecord | None:
+        """The newest unretired key of ``family`` in ``tenant``."""
+
+    async def add_first_key(self, key: KeyRecord) -> KeyRecord:
+        """Store ``key`` unless its tenant already has an active key of its family (then
+        return that one): two processes creating the first key agree on one."""
+
+    async def rotate_keys(self, tenant: str, new_keys: Sequence[KeyRecord], now: float) -> list[str]:
+        """Retire the active key of each new key's family and store the new keys, at once.
+        Returns the retired kids."""
+
+    async def list_keys(self, tenant: str) -> list[KeyRecord]:
+        """Every key of ``tenant``, oldest first."""
 
     # Login regulation
     async def record_login_failure(self, tenant: str, username: str, address: str,

@@ -12,14 +12,14 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import Conflict
-from gateway.storage.base import NewToken, NewUser, TokenRecord, User
+from gateway.storage.base import KeyRecord, NewToken, NewUser, TokenRecord, User
 
 _USER_COLUMNS = (
     "id, tenant_id, username, email, password_hash, role, roles, disabled, created_at, updated_at"
 )
 _TOKEN_COLUMNS = (
     "jti, kind, tenant_id, user_id, issued_at, expires_at, revoked_at, revoke_reason, "
-    "key_hash, description, family_id, parent_jti, media_kid, used_at, deleted_at"
+    "key_hash, description, family_id, parent_jti, media_kid, used_at, deleted_at, signing_kid"
 )
 
 
@@ -155,11 +155,11 @@ async def insert_token(conn: aiosqlite.Connection, token: NewToken) -> None:
     try:
         await conn.execute(
             "INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at, key_hash,"
-            " description, family_id, parent_jti, media_kid)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " description, family_id, parent_jti, media_kid, signing_kid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (token.jti, token.kind, token.tenant, token.user_id, token.issued_at,
              token.expires_at, token.key_hash, token.description, token.family_id,
-             token.parent_jti, token.media_kid),
+             token.parent_jti, token.media_kid, token.signing_kid),
         )
     except sqlite3.IntegrityError as exc:
         if "tokens.description" in str(exc):
@@ -254,6 +254,80 @@ async def revoke_user_tokens(conn: aiosqlite.Connection, user_id: int, reason: s
 async def delete_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:
     cursor = await conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
     return cursor.rowcount
+
+
+async def consume_media(conn: aiosqlite.Connection, tenant: str, media_kid: str,
+                        now: float) -> bool:
+    cursor = await conn.execute(
+        "UPDATE tokens SET used_at = ? WHERE tenant_id = ? AND media_kid = ? AND kind = 'media'"
+        " AND used_at IS NULL AND revoked_at IS NULL",
+        (now, tenant, media_kid),
+    )
+    return cursor.rowcount == 1
+
+
+async def delete_unneeded_keys(conn: aiosqlite.Connection, now: float) -> int:
+    cursor = await conn.execute(
+        "DELETE FROM keys WHERE retired_at IS NOT NULL AND NOT EXISTS ("
+        " SELECT 1 FROM tokens WHERE tokens.signing_kid = keys.kid AND tokens.expires_at >= ?)",
+        (now,),
+    )
+    return cursor.rowcount
+
+
+# Keys
+
+_KEY_COLUMNS = "kid, tenant_id, algorithm, private_key, public_jwk, created_at, retired_at"
+
+
+def _key(row: Any) -> KeyRecord:
+    return KeyRecord(*row)
+
+
+async def key_by_kid(conn: aiosqlite.Connection, kid: str) -> KeyRecord | None:
+    row = await _one(conn, f"SELECT {_KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,))  # noqa: S608
+    return None if row is None else _key(row)
+
+
+async def active_key(conn: aiosqlite.Connection, tenant: str, family: str) -> KeyRecord | None:
+    row = await _one(
+        conn,
+        f"SELECT {_KEY_COLUMNS} FROM keys"  # noqa: S608 - constant column list
+        " WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL"
+        " ORDER BY created_at DESC LIMIT 1",
+        (tenant, family),
+    )
+    return None if row is None else _key(row)
+
+
+async def insert_key(conn: aiosqlite.Connection, key: KeyRecord) -> None:
+    await conn.execute(
+        f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+        (key.kid, key.tenant, key.family, key.private_key, key.public_jwk, key.created_at,
+         key.retired_at),
+    )
+
+
+async def retire_active_keys(conn: aiosqlite.Connection, tenant: str, family: str,
+                             now: float) -> list[str]:
+    rows = await _all(
+        conn,
+        "SELECT kid FROM keys WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL",
+        (tenant, family),
+    )
+    await conn.execute(
+        "UPDATE keys SET retired_at = ? WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL",
+        (now, tenant, family),
+    )
+    return [row[0] for row in rows]
+
+
+async def keys_of_tenant(conn: aiosqlite.Connection, tenant: str) -> list[KeyRecord]:
+    rows = await _all(
+        conn, f"SELECT {_KEY_COLUMNS} FROM keys WHERE tenant_id = ? ORDER BY created_at, kid",  # noqa: S608
+        (tenant,),
+    )
+    return [_key(row) for row in rows]
 
 
 async def delete_old_failures(conn: aiosqlite.Connection, before: float) -> int:

@@ -24,7 +24,7 @@ import aiosqlite
 
 from gateway.resources import migrations_dir
 from gateway.storage import repository as sql
-from gateway.storage.base import NewToken, NewUser, TokenRecord, User
+from gateway.storage.base import KeyRecord, NewToken, NewUser, TokenRecord, User
 from gateway.storage.migrations import apply_migrations
 
 __all__ = ["SQLiteStore", "open_sqlite_store"]
@@ -179,11 +179,43 @@ class SQLiteStore:
         async with self._write() as conn:
             return await sql.revoke_user_tokens(conn, user_id, reason, now)
 
-    async def prune(self, now: float, failures_before: float) -> tuple[int, int]:
+    async def consume_media(self, tenant: str, media_kid: str, now: float) -> bool:
+        async with self._write() as conn:
+            return await sql.consume_media(conn, tenant, media_kid, now)
+
+    async def prune(self, now: float, failures_before: float) -> tuple[int, int, int]:
         async with self._write() as conn:
             tokens = await sql.delete_expired_tokens(conn, now)
             failures = await sql.delete_old_failures(conn, failures_before)
-        return tokens, failures
+            keys = await sql.delete_unneeded_keys(conn, now)
+        return tokens, failures, keys
+
+    # Keys
+
+    async def get_key(self, kid: str) -> KeyRecord | None:
+        return await sql.key_by_kid(self._reader, kid)
+
+    async def active_key(self, tenant: str, family: str) -> KeyRecord | None:
+        return await sql.active_key(self._reader, tenant, family)
+
+    async def add_first_key(self, key: KeyRecord) -> KeyRecord:
+        async with self._write() as conn:
+            existing = await sql.active_key(conn, key.tenant, key.family)
+            if existing is not None:
+                return existing
+            await sql.insert_key(conn, key)
+            return key
+
+    async def rotate_keys(self, tenant: str, new_keys: Sequence[KeyRecord], now: float) -> list[str]:
+        retired: list[str] = []
+        async with self._write() as conn:
+            for key in new_keys:
+                retired += await sql.retire_active_keys(conn, tenant, key.family, now)
+                await sql.insert_key(conn, key)
+        return retired
+
+    async def list_keys(self, tenant: str) -> list[KeyRecord]:
+        return await sql.keys_of_tenant(self._reader, tenant)
 
     # Login regulation
 

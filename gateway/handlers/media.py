@@ -1,0 +1,101 @@
+"""Seed 000: ``POST /token`` (media download tokens), ``POST /token/check``, and JWKS.
+
+``POST /token`` takes multipart, urlencoded (PHP bracket names) or JSON bodies, as the
+seed's Symfony clients send them; errors are ``{"error", "message"}`` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, STORE, TENANT
+from gateway.errors import BadRequest, Forbidden, UnknownTenant
+from gateway.forms import FormError, decode_php_form
+from gateway.handlers.common import authenticate, read_json_object, require_identity
+from gateway.media_tokens import defaults_for, parse_request
+from gateway.netaddr import parse_address
+
+__all__ = ["check", "issue", "jwks"]
+
+ADMIN_ROLE = "ROLE_ADMIN"
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """A JSON object, or form fields decoded from PHP bracket names into the same shape."""
+    if request.content_type in FORM_TYPES:
+        try:
+            form = await request.post()
+        except ValueError as exc:
+            raise BadRequest(f"Malformed form body: {exc}") from None
+        pairs = []
+        for name, value in form.items():
+            if not isinstance(value, str):
+                raise BadRequest(f"{name}: file uploads are not accepted here")
+            pairs.append((name, value))
+        try:
+            return decode_php_form(pairs)
+        except FormError as exc:
+            raise BadRequest(str(exc)) from None
+    return await read_json_object(request)
+
+
+async def issue(request: web.Request) -> web.Response:
+    """Mint a media download token (root/admin role, or ROLE_ADMIN) in the request's tenant."""
+    identity = await require_identity(request)
+    if identity.user.role > 1 and ADMIN_ROLE not in identity.user.roles:
+        raise Forbidden("Creating media tokens needs an admin (role root/admin or ROLE_ADMIN)")
+    config = request.app[CONFIG]
+    tenant = request[TENANT]
+    parameters = parse_request(await read_body(request), defaults_for(config, tenant),
+                               config.media.algorithms)
+    issued = await request.app[MEDIA].issue(parameters, tenant)
+    return web.json_response({
+        "kid": issued.kid,
+        "token": issued.token,
+        "algorithm": issued.algorithm,
+        "start_at": issued.start_at,
+        "expires_at": issued.expires_at,
+    }, status=201)
+
+
+async def check(request: web.Request) -> web.Response:
+    """Check (and, when one-time, use up) a media token: ``{"token", "media_id"?, "ip"?}``."""
+    body = await read_json_object(request)
+    token = body.get("token")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("token is required")
+    media_id = body.get("media_id")
+    if media_id is not None and (isinstance(media_id, bool) or not isinstance(media_id, str | int)):
+        raise BadRequest("media_id must be a string or a number")
+    address = request[CLIENT_ADDRESS]
+    if "ip" in body:
+        address = parse_address(body["ip"]) if isinstance(body["ip"], str) else None
+        if address is None:
+            raise BadRequest("ip is not an IP address")
+    grant = await request.app[MEDIA].check(
+        token, tenant=request[TENANT], address=address,
+        media_id=None if media_id is None else str(media_id),
+        identity=lambda: authenticate(request),
+    )
+    context = grant.claims["context"]
+    return web.json_response({
+        "valid": True,
+        "kid": grant.kid,
+        "tenant": grant.tenant,
+        "unique": context.get("unique") is True,
+        "media": context.get("media") or {},
+        "user": context.get("user") or {},
+        "expires_at": grant.claims["exp"],
+    })
+
+
+async def jwks(request: web.Request) -> web.Response:
+    """The tenant's public keys (tenant from ``X-TENANT-ID`` or ``?tenant=``)."""
+    tenant = request.query.get("tenant") or request[TENANT]
+    if tenant != request[TENANT] and not await request.app[STORE].tenant_exists(tenant):
+        raise UnknownTenant(f"Unknown tenant {tenant[:64]!r}")
+    document = await request.app[MEDIA].jwks(tenant)
+    return web.json_response(document, headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,254 @@
+"""Media tokens at run time: tenant keys on first need, issuing, and the one check.
+
+``MediaService.check`` is the single enforcement function for a media token, used by
+``POST /token/check`` and by the reverse-proxy paths. It applies SPEC §5.4 in order:
+signature with an allowed algorithm and the key named by ``kid`` within the token's
+tenant; ``nbf``/``exp`` with ``tokens.leeway``; client address in ``rangeip``; media id;
+user or roles; the request's tenant; and one-time use, consumed atomically in SQLite so
+exactly one use succeeds across every worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from gateway.auth import Identity
+from gateway.config import Config
+from gateway.errors import (
+    AddressNotAllowed,
+    BadRequest,
+    Conflict,
+    InvalidToken,
+    MediaNotAllowed,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenUsed,
+    UserCredentialRequired,
+    UserNotAllowed,
+    WrongTenant,
+)
+from gateway.keyring import FAMILY_OF, MediaKeyCache, generate_key
+from gateway.media_tokens import (
+    MediaTokenRequest,
+    address_allowed,
+    build_claims,
+    user_allowed,
+)
+from gateway.netaddr import IPAddress
+from gateway.storage import KeyRecord, NewToken, Store
+from gateway.tokens import MAX_TOKEN_LENGTH, TokenKind
+
+__all__ = ["IssuedMediaToken", "MediaGrant", "MediaService"]
+
+_REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
+_DECODE_OPTIONS = {
+    "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
+    "verify_sub": False, "verify_jti": False, "verify_at_hash": False, "verify_iss": True,
+}
+
+
+@dataclass(frozen=True)
+class IssuedMediaToken:
+    token: str
+    kid: str
+    algorithm: str
+    start_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class MediaGrant:
+    """A media token that passed every check: its claims, for identity headers."""
+
+    claims: dict[str, Any]
+
+    @property
+    def kid(self) -> str:
+        return str(self.claims["kid"])
+
+    @property
+    def tenant(self) -> str:
+        return str(self.claims["tenant"])
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class MediaService:
+    """Issues and checks media tokens with per-tenant keys kept in the store."""
+
+    def __init__(self, config: Config, store: Store, clock: Callable[[], float]) -> None:
+        self._config = config
+        self._store = store
+        self._clock = clock
+        self._key_objects = MediaKeyCache()
+        self._records: dict[str, KeyRecord] = {}
+        # RSA/EC signing of a burst runs here, not on the event loop (SPEC §6).
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-sign")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # Keys
+
+    async def new_key(self, tenant: str, family: str) -> KeyRecord:
+        """Fresh key material for ``tenant`` (generated off the event loop), not yet stored."""
+        kid = f"{tenant}-{family.lower()}-{secrets.token_hex(6)}"
+        private, public = await asyncio.get_running_loop().run_in_executor(
+            self._pool, generate_key, family, kid
+        )
+        return KeyRecord(kid=kid, tenant=tenant, family=family, private_key=private,
+                         public_jwk=public, created_at=self._clock())
+
+    async def signing_key(self, tenant: str, algorithm: str) -> tuple[KeyRecord, object]:
+        """The tenant's active key for ``algorithm``, created on first need.
+
+        The active kid is read from the store on every issue, so a rotation by another
+        process (or the CLI) takes effect for the very next token.
+        """
+        family = FAMILY_OF[algorithm]
+        record = await self._store.active_key(tenant, family)
+        if record is None:
+            record = await self._store.add_first_key(await self.new_key(tenant, family))
+        self._records[record.kid] = record
+        return record, self._key_objects.get(record.kid, algorithm, family, record.private_key)
+
+    async def _verification_key(self, kid: object, algorithm: str) -> tuple[KeyRecord, object] | None:
+        if not isinstance(kid, str) or not kid or len(kid) > 200:
+            return None
+        record = self._records.get(kid)
+        if record is None:
+            record = await self._store.get_key(kid)
+            if record is None:
+                return None
+            self._records[kid] = record
+        if FAMILY_OF.get(algorithm) != record.family:
+            return None
+        return record, self._key_objects.get(kid, algorithm, record.family, record.private_key)
+
+    # Issuing
+
+    async def issue(self, request: MediaTokenRequest, tenant: str) -> IssuedMediaToken:
+        """Record and sign a media token; a ``kid`` already registered in the tenant is 400."""
+        record, key = await self.signing_key(tenant, request.algorithm)
+        issued_at = int(self._clock())
+        jti = str(uuid.uuid4())
+        claims = build_claims(request, jti=jti, tenant=tenant,
+                              issuer=self._config.tokens.issuer, issued_at=issued_at)
+        try:
+            await self._store.add_tokens([NewToken(
+                jti=jti, kind=TokenKind.MEDIA.value, tenant=tenant, user_id=None,
+                issued_at=issued_at, expires_at=claims["exp"], media_kid=request.kid,
+                signing_kid=record.kid,
+            )])
+        except Conflict:
+            raise BadRequest(f"kid {request.kid!r} is already registered in this tenant") from None
+        token: str = await asyncio.get_running_loop().run_in_executor(
+            self._pool, lambda: jwt.encode(claims, key, algorithm=request.algorithm,
+                                           headers={"kid": record.kid}),
+        )
+        return IssuedMediaToken(token=token, kid=request.kid, algorithm=request.algorithm,
+                                start_at=claims["nbf"], expires_at=claims["exp"])
+
+    # Checking
+
+    async def _verified_claims(self, token: object) -> dict[str, Any]:
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken()
+        if token.count(".") != 2:
+            raise InvalidToken()
+        try:
+            header = jwt.get_unverified_header(token)
+        except (JOSEError, TypeError, ValueError, KeyError):
+            raise InvalidToken() from None
+        if not isinstance(header, dict):
+            raise InvalidToken()
+        algorithm = header.get("alg")
+        if algorithm not in self._config.media.algorithms or _REFUSED_HEADERS & header.keys():
+            raise InvalidToken()
+        assert isinstance(algorithm, str)
+        found = await self._verification_key(header.get("kid"), algorithm)
+        if found is None:
+            raise InvalidToken()
+        record, key = found
+        try:
+            claims = jwt.decode(token, key, algorithms=[algorithm],
+                                issuer=self._config.tokens.issuer, options=_DECODE_OPTIONS)
+        except (JOSEError, TypeError, ValueError, KeyError):
+            raise InvalidToken() from None
+        if (not isinstance(claims, dict) or claims.get("token_type") != TokenKind.MEDIA.value
+                or claims.get("tenant") != record.tenant
+                or not isinstance(claims.get("kid"), str) or not isinstance(claims.get("jti"), str)
+                or not all(_number(claims.get(name)) for name in ("iat", "nbf", "exp"))
+                or not isinstance(claims.get("context"), dict)):
+            raise InvalidToken()
+        return claims
+
+    async def check(
+        self,
+        token: object,
+        *,
+        tenant: str,
+        address: IPAddress | None,
+        media_id: str | None,
+        identity: Callable[[], Awaitable[Identity | None]],
+    ) -> MediaGrant:
+        """Pass a media token for one use, or raise the first failing restriction."""
+        claims = await self._verified_claims(token)
+        now, leeway = self._clock(), self._config.tokens.leeway
+        if now < claims["nbf"] - leeway:
+            raise TokenNotYetValid()
+        if now > claims["exp"] + leeway:
+            raise TokenExpired()
+        context: dict[str, Any] = claims["context"]
+        ranges = context.get("rangeip") or []
+        if not isinstance(ranges, list) or not address_allowed(address, [str(r) for r in ranges]):
+            raise AddressNotAllowed()
+        media = context.get("media") or {}
+        wanted_media = media.get("id") if isinstance(media, dict) else None
+        if wanted_media is not None and (media_id is None or str(wanted_media) != media_id):
+            raise MediaNotAllowed()
+        restriction = context.get("user") or {}
+        if isinstance(restriction, dict) and (restriction.get("username") or restriction.get("roles")):
+            user = await identity()
+            if user is None:
+                raise UserCredentialRequired()
+            if not user_allowed(restriction, user.user.username, user.user.roles):
+                raise UserNotAllowed()
+        if claims["tenant"] != tenant:
+            raise WrongTenant()
+        if context.get("unique") is True and not await self._store.consume_media(
+            tenant, claims["kid"], now
+        ):
+            raise TokenUsed()
+        return MediaGrant(claims=claims)
+
+    # Publishing
+
+    async def jwks(self, tenant: str) -> dict[str, Any]:
+        """The tenant's public keys, active and retired (HMAC secrets are never published)."""
+        keys = [json.loads(record.public_jwk) for record in await self._store.list_keys(tenant)
+                if record.public_jwk is not None]
+        return {"keys": keys}
+
+    async def rotate(self, tenant: str) -> tuple[list[str], list[str]]:
+        """New keys for every kind the tenant has; the old ones verify until pruned.
+
+        Returns (retired kids, new kids).
+        """
+        families = sorted({record.family for record in await self._store.list_keys(tenant)
+                           if record.retired_at is None})
+        new_keys = [await self.new_key(tenant, family) for family in families]
+        retired = await self._store.rotate_keys(tenant, new_keys, self._clock())
+        return retired, [key.kid for key in new_keys]
