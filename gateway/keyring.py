@@ -141,18 +141,28 @@ class MediaKeyCache:
     """
 
     def __init__(self) -> None:
-        self._keys: dict[tuple[str, str], object] = {}
+        self._keys: dict[tuple[str, str], tuple[object, object]] = {}
 
-    def get(self, kid: str, algorithm: str, family: str, private_text: str) -> object:
-        """The key object for ``kid`` used with ``algorithm``, built on first use."""
+    def _pair(self, kid: str, algorithm: str, family: str, private_text: str) -> tuple[object, object]:
         cache_key = (kid, algorithm)
-        key = self._keys.get(cache_key)
-        if key is None:
+        pair = self._keys.get(cache_key)
+        if pair is None:
             if FAMILY_OF.get(algorithm) != family:
                 raise ValueError(f"{algorithm} cannot use a {family} key")
-            material: str | bytes = private_text
             if family == "HMAC":
-                material = base64.urlsafe_b64decode(private_text.encode("ascii"))
-            key = jwk.construct(material, algorithm)
-            self._keys[cache_key] = key
-        return key
+                secret = jwk.construct(base64.urlsafe_b64decode(private_text.encode("ascii")),
+                                       algorithm)
+                pair = (secret, secret)
+            else:
+                private = jwk.construct(private_text, algorithm)
+                pair = (private, private.public_key())
+            self._keys[cache_key] = pair
+        return pair
+
+    def signing(self, kid: str, algorithm: str, family: str, private_text: str) -> object:
+        """The key object that signs with ``kid`` and ``algorithm``, built on first use."""
+        return self._pair(kid, algorithm, family, private_text)[0]
+
+    def verifying(self, kid: str, algorithm: str, family: str, private_text: str) -> object:
+        """The key object that verifies: the public half for RSA/EC, the secret for HMAC."""
+        return self._pair(kid, algorithm, family, private_text)[1]

@@ -122,7 +122,7 @@ class MediaService:
         if record is None:
             record = await self._store.add_first_key(await self.new_key(tenant, family))
         self._records[record.kid] = record
-        return record, self._key_objects.get(record.kid, algorithm, family, record.private_key)
+        return record, self._key_objects.signing(record.kid, algorithm, family, record.private_key)
 
     async def _verification_key(self, kid: object, algorithm: str) -> tuple[KeyRecord, object] | None:
         if not isinstance(kid, str) or not kid or len(kid) > 200:
@@ -135,7 +135,7 @@ class MediaService:
             self._records[kid] = record
         if FAMILY_OF.get(algorithm) != record.family:
             return None
-        return record, self._key_objects.get(kid, algorithm, record.family, record.private_key)
+        return record, self._key_objects.verifying(kid, algorithm, record.family, record.private_key)
 
     # Issuing
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, STORE, TENANT
 from gateway.errors import BadRequest, Forbidden, UnknownTenant
@@ -28,8 +29,8 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     if request.content_type in FORM_TYPES:
         try:
             form = await request.post()
-        except ValueError as exc:
-            raise BadRequest(f"Malformed form body: {exc}") from None
+        except (ValueError, HttpProcessingError):
+            raise BadRequest("Malformed form body") from None
         pairs = []
         for name, value in form.items():
             if not isinstance(value, str):
