@@ -267,6 +267,19 @@ class Config(_Section):
                 raise ValueError(f"invalid tenant id {tenant_id!r}")
         return value
 
+    @model_validator(mode="after")
+    def _tenant_media_defaults(self) -> Config:
+        # An override is checked merged with the global defaults, as POST /token uses it.
+        base = self.media.token.model_dump()
+        for tenant_id, tenant in self.tenants.items():
+            merged = {**base, **tenant.media.token.model_dump(exclude_none=True)}
+            where = f"tenants.{tenant_id}.media.token"
+            if merged["start"] >= merged["expire"]:
+                raise ValueError(f"{where}: start must be smaller than expire (with the defaults)")
+            if merged["algorithm"] not in self.media.algorithms:
+                raise ValueError(f"{where}: algorithm {merged['algorithm']} is not in media.algorithms")
+        return self
+
     @field_validator("secret_key")
     @classmethod
     def _secret_length(cls, value: SecretStr | None) -> SecretStr | None:

@@ -21,7 +21,8 @@ __all__ = ["FormError", "decode_php_form"]
 
 MAX_FIELDS = 200
 MAX_DEPTH = 5
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,5}", re.ASCII)
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 
 
@@ -34,7 +35,7 @@ class FormError(ValueError):
 
 
 def _path(name: str) -> list[str]:
-    match = _KEY.match(name)
+    match = _KEY.fullmatch(name)
     if not match:
         raise FormError(name, "malformed field name")
     segments = [match.group(1), *_SEGMENT.findall(match.group(2))]
@@ -47,9 +48,9 @@ def _listify(node: Any) -> Any:
     if isinstance(node, dict):
         converted = {key: _listify(value) for key, value in node.items()}
         keys = list(converted)
-        if keys and all(key.isdigit() for key in keys) and sorted(int(k) for k in keys) == list(
-            range(len(keys))
-        ) and all(key == str(int(key)) for key in keys):
+        if keys and all(_INDEX.fullmatch(key) for key in keys) and sorted(
+            int(key) for key in keys
+        ) == list(range(len(keys))):
             return [converted[str(index)] for index in range(len(keys))]
         return converted
     if isinstance(node, list):
@@ -82,8 +83,7 @@ def decode_php_form(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             following = segments[depth + 1]
             container: Any = [] if following == "" else {}
             if isinstance(node, list):
-                if segment != "":
-                    raise FormError(name, "mixes [] with named keys")
+                # Only reached through "[]", so this segment is "[]" too: append.
                 node.append(container)
                 node = container
                 continue
@@ -97,8 +97,6 @@ def decode_php_form(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
             node = node[segment]
         last = segments[-1]
         if isinstance(node, list):
-            if last != "":
-                raise FormError(name, "mixes [] with named keys")
             node.append(value)
         elif isinstance(node, dict):
             if last in node:

@@ -21,6 +21,7 @@ from gateway.netaddr import IPAddress, IPNetwork, in_networks
 
 __all__ = [
     "MediaTokenRequest",
+    "address_allowed",
     "build_claims",
     "defaults_for",
     "parse_request",
@@ -29,7 +30,7 @@ __all__ = [
 
 SUBJECT = "Media download"
 FIELDS = ("unique", "kid", "ipRange", "user", "media", "start", "expire", "algorithm")
-_KID = re.compile(r"^[A-Za-z0-9._:~-]{1,128}$")
+_KID = re.compile(r"[A-Za-z0-9._:~-]{1,128}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 MAX_RANGES = 100
@@ -154,7 +155,7 @@ def parse_request(body: Mapping[str, Any], defaults: Mapping[str, Any],
     kid_value = body.get("kid")
     if kid_value is None:
         kid = uuid.uuid4().hex
-    elif isinstance(kid_value, str) and _KID.match(kid_value):
+    elif isinstance(kid_value, str) and _KID.fullmatch(kid_value):
         kid = kid_value
     else:
         raise BadRequest("kid must be 1 to 128 letters, digits or . _ : ~ -")

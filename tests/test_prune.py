@@ -34,7 +34,7 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "pruned 1 expired token(s) and 1 old login failure(s)" in result.stdout
+    assert "pruned 1 expired token(s), 1 old login failure(s) and 0 retired key(s)" in result.stdout
 
     store = await open_sqlite_store(database)
     try:
