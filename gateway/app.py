@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from gateway.appkeys import (
@@ -14,9 +16,12 @@ from gateway.appkeys import (
     HASHER,
     KEYRING,
     MEDIA,
+    MEDIA_URL,
     OPENAPI_DOCUMENT,
+    RULES,
     STORE,
     TENANTS_SEEN,
+    UPSTREAM_CLIENT,
 )
 from gateway.auth import Authenticator
 from gateway.bootstrap import bootstrap
@@ -27,6 +32,7 @@ from gateway.middlewares import MIDDLEWARES
 from gateway.passwords import PasswordHasher
 from gateway.resources import openapi_path
 from gateway.routes import setup_routes
+from gateway.rules import compile_rules
 from gateway.storage import open_sqlite_store
 
 __all__ = ["create_app"]
@@ -67,12 +73,30 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
     app[MEDIA].close()
 
 
+async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
+    if not app[CONFIG].gateway.upstreams:
+        yield
+        return
+    # One pooled session for every upstream; bodies pass through undecoded.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    app[UPSTREAM_CLIENT] = session
+    yield
+    await session.close()
+
+
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the gateway for ``config``; resources open on startup and close on cleanup."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.server.max_body_size)
     app[CONFIG] = config
     app[CLOCK] = clock
     app[OPENAPI_DOCUMENT] = openapi_path().read_bytes()
-    app.cleanup_ctx.extend([_passwords, _storage, _identity])
+    app[RULES] = compile_rules(config.gateway.rules)
+    app[MEDIA_URL] = re.compile(config.media.url_pattern)
+    app.cleanup_ctx.extend([_passwords, _storage, _identity, _upstream_client])
     setup_routes(app)
     return app

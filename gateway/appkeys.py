@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from gateway.auth import Authenticator, Credentials, Identity
 from gateway.config import Config
@@ -12,6 +13,7 @@ from gateway.keyring import Keyring
 from gateway.media import MediaService
 from gateway.netaddr import IPAddress
 from gateway.passwords import PasswordHasher
+from gateway.rules import CompiledRule
 from gateway.storage import Store
 
 __all__ = [
@@ -24,11 +26,14 @@ __all__ = [
     "IDENTITY",
     "KEYRING",
     "MEDIA",
+    "MEDIA_URL",
     "OPENAPI_DOCUMENT",
     "REQUEST_ID",
+    "RULES",
     "STORE",
     "TENANT",
     "TENANTS_SEEN",
+    "UPSTREAM_CLIENT",
 ]
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -40,6 +45,11 @@ HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
+#: gateway.rules and media.url_pattern, compiled once at start.
+RULES: web.AppKey[tuple[CompiledRule, ...]] = web.AppKey("rules")
+MEDIA_URL: web.AppKey[re.Pattern[str]] = web.AppKey("media_url")
+#: The pooled HTTP client of the built-in proxy (only when upstreams are configured).
+UPSTREAM_CLIENT: web.AppKey[ClientSession] = web.AppKey("upstream_client")
 #: Tenants known to exist; tenants are never deleted, so a hit needs no database read.
 TENANTS_SEEN: web.AppKey[set[str]] = web.AppKey("tenants_seen")
 

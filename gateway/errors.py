@@ -250,3 +250,19 @@ class TokenUsed(Forbidden):
 
     code = "token_used"
     default_message = "This one-time token has been used"
+
+
+class BadGateway(GatewayError):
+    """The upstream could not be reached or broke the connection (502)."""
+
+    status = 502
+    code = "bad_gateway"
+    default_message = "The upstream service is unavailable"
+
+
+class GatewayTimeout(GatewayError):
+    """The upstream did not answer in time (504)."""
+
+    status = 504
+    code = "gateway_timeout"
+    default_message = "The upstream service did not answer in time"

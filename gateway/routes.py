@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.handlers import access_refresh, login, media, named_tokens, ops
+from gateway.appkeys import CONFIG
+from gateway.handlers import access_refresh, forward_auth, login, media, named_tokens, ops, proxy
 
 __all__ = ["setup_routes"]
 
@@ -39,4 +40,9 @@ def setup_routes(app: web.Application) -> None:
         web.get("/healthz", ops.healthz, allow_head=False),
         web.get("/readyz", ops.readyz, allow_head=False),
         web.get("/openapi.yaml", ops.openapi, allow_head=False),
+        # Reverse-proxy gateway
+        web.route("*", "/auth", forward_auth.forward_auth),
     ])
+    # Upstreams last: a prefix never hides the gateway's own endpoints.
+    for upstream in app[CONFIG].gateway.upstreams:
+        app.router.add_route("*", upstream.prefix + "{tail:.*}", proxy.proxy_to(upstream.url))

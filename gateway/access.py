@@ -1,0 +1,105 @@
+"""The reverse-proxy decision: may this request pass, and as whom? (SPEC §5.5)
+
+One function, ``authorize``, for ``/auth`` (nginx, Traefik, Caddy) and the built-in proxy:
+the first matching ``gateway.rules`` entry (or ``gateway.default_policy``) decides; URLs
+matching ``media.url_pattern`` run the media-token checks, and a valid media token
+satisfies an ``authenticated`` policy there by itself. The answer is the identity headers
+to send on (names from ``gateway.headers``), or a 401/403 ``GatewayError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from jose import jwt
+from jose.exceptions import JOSEError
+
+from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, MEDIA_URL, RULES, TENANT
+from gateway.auth import Identity
+from gateway.errors import BadRequest, Forbidden, Unauthenticated
+from gateway.handlers.common import authenticate
+from gateway.rules import BadPath, decide, normalize_path
+from gateway.tokens import TokenKind
+
+__all__ = ["authorize"]
+
+MEDIA_QUERY_KEYS = ("signingKey", "token")
+
+
+def _media_token(query: Mapping[str, list[str]], authorization: str | None) -> tuple[str | None, bool]:
+    """The media token of a request, and whether it came from the Authorization header."""
+    for key in MEDIA_QUERY_KEYS:
+        values = query.get(key)
+        if values:
+            return values[0], False
+    if authorization and authorization[:7].lower() == "bearer ":
+        candidate = authorization[7:].strip()
+        if _looks_like_media(candidate):
+            return candidate, True
+    return None, False
+
+
+def _looks_like_media(token: str) -> bool:
+    """Whether an (unverified) Bearer token claims to be a media token: routing only."""
+    try:
+        return bool(jwt.get_unverified_claims(token).get("token_type") == TokenKind.MEDIA.value)
+    except (JOSEError, AttributeError, TypeError, ValueError):
+        return False
+
+
+def _headers(request: web.Request, identity: Identity | None, token_id: str) -> dict[str, str]:
+    names = request.app[CONFIG].gateway.headers
+    return {
+        names.user: identity.user.username if identity else "",
+        names.roles: ",".join(identity.user.roles) if identity else "",
+        names.tenant: request[TENANT],
+        names.token_id: token_id,
+    }
+
+
+def _has_role(identity: Identity, roles: frozenset[str] | None) -> bool:
+    return roles is None or bool(roles & set(identity.user.roles))
+
+
+async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str, str]:
+    """Decide for the original request ``method uri``; the identity headers, or raise."""
+    config = request.app[CONFIG]
+    try:
+        path = normalize_path(uri)
+    except BadPath as exc:
+        raise BadRequest(f"Bad request path: {exc}") from None
+    tenant = request[TENANT]
+    rules = request.app[RULES]
+    decision = decide(rules, config.gateway.default_policy, path, method, tenant)
+    if decision.policy == "deny":
+        raise Forbidden("Denied by the gateway rules")
+    if decision.policy == "bypass":
+        return _headers(request, None, "")
+
+    media_match = request.app[MEDIA_URL].search(path)
+    if media_match is not None:
+        query = parse_qs(uri.partition("?")[2], keep_blank_values=True)
+        token, from_header = _media_token(query, request.headers.get("Authorization"))
+        if token is not None:
+            async def user() -> Identity | None:
+                # A Bearer media token is no user credential; other credentials still count.
+                return None if from_header else await authenticate(request)
+
+            grant = await request.app[MEDIA].check(
+                token, tenant=tenant, address=request[CLIENT_ADDRESS],
+                media_id=media_match.group("id"), identity=user,
+            )
+            identity = await user()
+            if decision.roles is not None and (identity is None or not _has_role(identity, decision.roles)):
+                raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(decision.roles)))
+            return _headers(request, identity, grant.kid)
+
+    identity = await authenticate(request)
+    if identity is None:
+        raise Unauthenticated()
+    if not _has_role(identity, decision.roles):
+        assert decision.roles is not None
+        raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(decision.roles)))
+    return _headers(request, identity, identity.token.jti if identity.token else "")

@@ -1,0 +1,94 @@
+"""The built-in proxy: ``gateway.upstreams`` behind the same decision as ``/auth``.
+
+Requests under an upstream's prefix are decided by ``access.authorize`` and then sent to
+the upstream with their path unchanged, streamed both ways in chunks (a large download
+never sits in memory), through one pooled client session. Hop-by-hop headers are dropped
+both ways, client-sent identity headers are replaced by the gateway's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from gateway.access import authorize
+from gateway.appkeys import CLIENT_ADDRESS, CONFIG, UPSTREAM_CLIENT
+from gateway.errors import BadGateway, GatewayTimeout
+
+__all__ = ["CHUNK_SIZE", "proxy_to"]
+
+CHUNK_SIZE = 64 * 1024
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "proxy-connection",
+})
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], extra_drop: frozenset[str] = frozenset()) -> CIMultiDict[str]:
+    """``headers`` without hop-by-hop ones (also those named in Connection) and ``extra_drop``."""
+    named = {token.strip().lower() for value in headers.getall("Connection", [])
+             for token in value.split(",")}
+    drop = HOP_BY_HOP | named | extra_drop
+    return CIMultiDict((key, value) for key, value in headers.items() if key.lower() not in drop)
+
+
+def proxy_to(base_url: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler that proxies to the upstream at ``base_url`` (its path, if any, is prepended)."""
+    base = URL(base_url)
+    base_path = base.raw_path.rstrip("/")
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        names = request.app[CONFIG].gateway.headers
+        identity_names = frozenset(n.lower() for n in (names.user, names.roles, names.tenant,
+                                                       names.token_id))
+        identity = await authorize(request, uri=request.raw_path, method=request.method)
+
+        outgoing = _end_to_end(request.headers, identity_names | {"host", "content-length"})
+        outgoing.update(identity)
+        client = request[CLIENT_ADDRESS]
+        forwarded_for = request.headers.get("X-Forwarded-For")
+        peer = str(client) if client is not None else (request.remote or "")
+        outgoing["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+        outgoing["X-Forwarded-Host"] = request.host
+        outgoing["X-Forwarded-Proto"] = request.scheme
+        if request.content_length is not None:
+            outgoing["Content-Length"] = str(request.content_length)
+
+        # The raw path and query go on byte for byte: the upstream sees what the client sent.
+        target = URL(f"{base.scheme}://{base.raw_authority}{base_path}{request.raw_path}",
+                     encoded=True)
+        body = request.content if request.body_exists else None
+        session = request.app[UPSTREAM_CLIENT]
+        response: web.StreamResponse | None = None
+        try:
+            async with session.request(request.method, target, headers=outgoing, data=body,
+                                       allow_redirects=False) as upstream:
+                response = web.StreamResponse(
+                    status=upstream.status, reason=upstream.reason,
+                    headers=_end_to_end(upstream.headers, frozenset({"content-length"})),
+                )
+                if upstream.content_length is not None:
+                    response.content_length = upstream.content_length
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if response is not None and response.prepared:
+                # Too late for an error answer: cut the connection so the client sees a
+                # truncated body, not a complete-looking one.
+                response.force_close()
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+                raise GatewayTimeout() from None
+            raise BadGateway() from None
+
+    return proxy

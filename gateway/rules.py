@@ -1,0 +1,97 @@
+"""Access rules of the reverse-proxy gateway, and the paths they match. Pure functions.
+
+Rules come from ``gateway.rules`` in config.yaml, compiled once at start; the first rule
+whose path regex, methods and tenant match decides, else ``gateway.default_policy``.
+Paths are matched after percent-decoding and dot-segment removal, as the proxy in front
+will route them: ``/public/../admin`` is ``/admin`` here too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from gateway.config import GatewayRule
+
+__all__ = ["CompiledRule", "Decision", "compile_rules", "decide", "normalize_path"]
+
+
+class BadPath(ValueError):
+    """A request path that cannot be normalised (NUL byte, bad encoding, not absolute)."""
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    pattern: re.Pattern[str]
+    methods: frozenset[str] | None
+    policy: str
+    roles: frozenset[str] | None
+    tenant: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What applies to a request: the policy, and the roles of which the user needs one."""
+
+    policy: str
+    roles: frozenset[str] | None
+    rule_index: int | None
+
+
+def compile_rules(rules: Sequence[GatewayRule]) -> tuple[CompiledRule, ...]:
+    """Compile the config's rules once (their regexes were validated with the config)."""
+    return tuple(
+        CompiledRule(
+            pattern=re.compile(rule.path),
+            methods=None if rule.methods is None else frozenset(rule.methods),
+            policy=rule.policy,
+            roles=None if rule.roles is None else frozenset(rule.roles),
+            tenant=rule.tenant,
+        )
+        for rule in rules
+    )
+
+
+def normalize_path(raw: str) -> str:
+    """The path part of ``raw`` (a path with an optional query), decoded and normalised.
+
+    Percent-escapes are decoded (``%2F`` too), repeated slashes merged, ``.`` and ``..``
+    segments resolved without climbing above ``/``. Raises BadPath for a NUL byte,
+    invalid UTF-8 after decoding, or a path that does not start with ``/``.
+    """
+    path = raw.split("?", 1)[0].split("#", 1)[0]
+    if not path.startswith("/"):
+        raise BadPath("the path must start with /")
+    try:
+        decoded = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        raise BadPath("the path is not valid UTF-8") from None
+    if "\x00" in decoded:
+        raise BadPath("the path contains a NUL byte")
+    segments: list[str] = []
+    for segment in decoded.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if decoded.endswith(("/", "/.", "/..")) and segments else ""
+    return "/" + "/".join(segments) + trailing
+
+
+def decide(rules: Sequence[CompiledRule], default_policy: str, path: str, method: str,
+           tenant: str) -> Decision:
+    """The first rule matching ``path`` (searched), ``method`` and ``tenant``; else the default."""
+    upper = method.upper()
+    for index, rule in enumerate(rules):
+        if rule.methods is not None and upper not in rule.methods:
+            continue
+        if rule.tenant is not None and rule.tenant != tenant:
+            continue
+        if rule.pattern.search(path):
+            return Decision(policy=rule.policy, roles=rule.roles, rule_index=index)
+    return Decision(policy=default_policy, roles=None, rule_index=None)
