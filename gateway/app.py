@@ -80,7 +80,8 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     # One pooled session for every upstream; bodies pass through undecoded.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
-        timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=60),
+        timeout=aiohttp.ClientTimeout(total=None, connect=app[CONFIG].gateway.upstream_timeout,
+                                      sock_read=app[CONFIG].gateway.upstream_timeout),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
     )

@@ -223,6 +223,15 @@ class GatewayConfig(_Section):
     rules: tuple[GatewayRule, ...] = ()
     headers: GatewayHeaders = GatewayHeaders()
     upstreams: tuple[Upstream, ...] = ()
+    #: How long the proxy waits to connect, and between two reads, before a 504.
+    upstream_timeout: Duration = 60
+
+    @field_validator("upstream_timeout")
+    @classmethod
+    def _timeout_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be longer than 0 seconds")
+        return value
 
 
 class LoggingConfig(_Section):
