@@ -1,0 +1,114 @@
+"""A real nginx in front of the gateway with ``auth_request``, as the README shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+NGINX = shutil.which("nginx") or next(
+    (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None)
+
+CONFIG = """\
+# The configuration of the README's nginx section, with test paths and ports.
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/tmp-body;
+    proxy_temp_path {prefix}/tmp-proxy;
+    fastcgi_temp_path {prefix}/tmp-fastcgi;
+    uwsgi_temp_path {prefix}/tmp-uwsgi;
+    scgi_temp_path {prefix}/tmp-scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+
+        location = /_gateway_auth {{
+            internal;
+            proxy_pass http://127.0.0.1:{gateway_port}/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+
+        location / {{
+            auth_request /_gateway_auth;
+            auth_request_set $auth_user $upstream_http_x_auth_user;
+            auth_request_set $auth_roles $upstream_http_x_auth_roles;
+            auth_request_set $auth_tenant $upstream_http_x_auth_tenant;
+            auth_request_set $auth_token_id $upstream_http_x_auth_token_id;
+            proxy_set_header X-Auth-User $auth_user;
+            proxy_set_header X-Auth-Roles $auth_roles;
+            proxy_set_header X-Auth-Tenant $auth_tenant;
+            proxy_set_header X-Auth-Token-Id $auth_token_id;
+            proxy_pass http://127.0.0.1:{upstream_port};
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx in the foreground on a free loopback port."""
+
+    def __init__(self, prefix: Path, gateway_port: int, upstream_port: int) -> None:
+        if NGINX is None:
+            if os.environ.get("CI"):
+                pytest.fail("nginx is missing in CI: .ci/run should have installed nginx-light")
+            pytest.skip("nginx is not installed (.ci/run installs Debian's nginx-light)")
+        prefix.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.prefix = prefix
+        self.config_text = CONFIG.format(
+            prefix=prefix, port=self.port, gateway_port=gateway_port, upstream_port=upstream_port,
+            # Workers of a root master run as nobody, who cannot enter pytest's 0700 tmp dirs.
+            user="user root;" if os.geteuid() == 0 else "",
+        )
+        (prefix / "nginx.conf").write_text(self.config_text)
+        self.process = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                errors = self.process.stderr.read().decode() if self.process.stderr else ""
+                pytest.fail(f"nginx exited: {errors}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        pytest.fail("nginx did not start listening in 10 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
