@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -39,21 +40,37 @@ class Server:
             stdout=self._handle, stderr=subprocess.STDOUT, env=env, cwd=workdir,
         )
 
-    async def wait_ready(self) -> None:
-        """Poll /readyz until it answers 200 (bounded by STARTUP_TIMEOUT)."""
+    async def wait_ready(self, workers: int = 1) -> None:
+        """Poll /readyz until ``workers`` distinct processes have answered it (bounded).
+
+        With ``--workers N`` each worker starts on its own; the pid in the access lines
+        tells which one answered, and a fresh connection per poll lets the kernel spread them.
+        """
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     pytest.fail(f"server exited early:\n{self.output()}")
                 try:
                     async with session.get(f"{self.url}/readyz") as response:
-                        if response.status == 200:
+                        if response.status == 200 and len(self.pids_seen()) >= workers:
                             return
                 except aiohttp.ClientConnectionError:
                     pass
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
         pytest.fail(f"server not ready in {STARTUP_TIMEOUT}s:\n{self.output()}")
+
+    def pids_seen(self) -> set[int]:
+        """The worker pids named in the access lines so far."""
+        pids = set()
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                try:
+                    pids.add(json.loads(line)["pid"])
+                except (ValueError, KeyError):
+                    continue
+        return pids
 
     def stop(self) -> int:
         """SIGTERM, wait for a graceful exit (kill after 15 s); the exit status."""

@@ -30,7 +30,7 @@ async def test_a_unique_token_succeeds_exactly_once_across_four_workers(tmp_path
     config, env = setup
     server = Server(tmp_path, config, env, "--workers", "4")
     try:
-        await server.wait_ready()
+        await server.wait_ready(workers=4)
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{server.url}/token", json={"unique": True, "kid": "once"},
                                  headers=ADMIN) as response:

@@ -95,7 +95,7 @@ async def test_workers_share_one_port_and_every_worker_sees_a_revocation(tmp_pat
     config, env = setup
     server = Server(tmp_path, config, env, "--workers", "2")
     try:
-        await server.wait_ready()
+        await server.wait_ready(workers=2)
         # A fresh connection per request lets the kernel spread them over both workers.
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http:
