@@ -59,8 +59,12 @@ def _headers(request: web.Request, identity: Identity | None, token_id: str) -> 
     }
 
 
-def _has_role(identity: Identity, roles: frozenset[str] | None) -> bool:
-    return roles is None or bool(roles & set(identity.user.roles))
+def _require_role(identity: Identity | None, roles: frozenset[str] | None) -> None:
+    """401 without an identity; 403 when ``roles`` is set and the user has none of them."""
+    if identity is None:
+        raise Unauthenticated()
+    if roles is not None and not roles & set(identity.user.roles):
+        raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(roles)))
 
 
 async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str, str]:
@@ -87,19 +91,17 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
                 # A Bearer media token is no user credential; other credentials still count.
                 return None if from_header else await authenticate(request)
 
+            # The rule's roles first: a refused request must not use up a one-time token.
+            identity = await user() if decision.roles is not None else None
+            if decision.roles is not None:
+                _require_role(identity, decision.roles)
             grant = await request.app[MEDIA].check(
                 token, tenant=tenant, address=request[CLIENT_ADDRESS],
                 media_id=media_match.group("id"), identity=user,
             )
-            identity = await user()
-            if decision.roles is not None and (identity is None or not _has_role(identity, decision.roles)):
-                raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(decision.roles)))
-            return _headers(request, identity, grant.kid)
+            return _headers(request, await user(), grant.kid)
 
     identity = await authenticate(request)
-    if identity is None:
-        raise Unauthenticated()
-    if not _has_role(identity, decision.roles):
-        assert decision.roles is not None
-        raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(decision.roles)))
+    _require_role(identity, decision.roles)
+    assert identity is not None
     return _headers(request, identity, identity.token.jti if identity.token else "")

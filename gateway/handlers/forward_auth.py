@@ -9,9 +9,14 @@ headers the proxy passes on. 200 carries the identity headers; 401 (with
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from aiohttp import web
+from multidict import MultiDict
 
 from gateway.access import authorize
+from gateway.appkeys import CREDENTIALS
+from gateway.auth import parse_credentials
 
 __all__ = ["forward_auth"]
 
@@ -21,5 +26,9 @@ async def forward_auth(request: web.Request) -> web.Response:
     headers = request.headers
     uri = headers.get("X-Original-URI") or headers.get("X-Forwarded-Uri") or "/"
     method = headers.get("X-Original-Method") or headers.get("X-Forwarded-Method") or request.method
+    if request[CREDENTIALS] is None:
+        # ?access_token=&x_key= ride on the original URL, which the proxy puts in a header.
+        original_query = MultiDict(parse_qsl(uri.partition("?")[2], keep_blank_values=True))
+        request[CREDENTIALS] = parse_credentials(headers, original_query)
     identity_headers = await authorize(request, uri=uri, method=method)
     return web.Response(status=200, headers=identity_headers)
