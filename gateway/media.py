@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jose import jwt
-from jose.exceptions import JOSEError
 
 from gateway.auth import Identity
 from gateway.config import Config
@@ -46,15 +45,10 @@ from gateway.media_tokens import (
 )
 from gateway.netaddr import IPAddress
 from gateway.storage import KeyRecord, NewToken, Store
-from gateway.tokens import MAX_TOKEN_LENGTH, TokenKind
+from gateway.tokens import TokenKind, checked_header, decode_with, is_number
 
 __all__ = ["IssuedMediaToken", "MediaGrant", "MediaService"]
 
-_REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
-_DECODE_OPTIONS = {
-    "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
-    "verify_sub": False, "verify_jti": False, "verify_at_hash": False, "verify_iss": True,
-}
 
 
 @dataclass(frozen=True)
@@ -79,10 +73,6 @@ class MediaGrant:
     @property
     def tenant(self) -> str:
         return str(self.claims["tenant"])
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class MediaService:
@@ -164,33 +154,17 @@ class MediaService:
     # Checking
 
     async def _verified_claims(self, token: object) -> dict[str, Any]:
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
-            raise InvalidToken()
-        if token.count(".") != 2:
-            raise InvalidToken()
-        try:
-            header = jwt.get_unverified_header(token)
-        except (JOSEError, TypeError, ValueError, KeyError):
-            raise InvalidToken() from None
-        if not isinstance(header, dict):
-            raise InvalidToken()
-        algorithm = header.get("alg")
-        if algorithm not in self._config.media.algorithms or _REFUSED_HEADERS & header.keys():
-            raise InvalidToken()
-        assert isinstance(algorithm, str)
+        token, header = checked_header(token, self._config.media.algorithms)
+        algorithm = str(header["alg"])
         found = await self._verification_key(header.get("kid"), algorithm)
         if found is None:
             raise InvalidToken()
         record, key = found
-        try:
-            claims = jwt.decode(token, key, algorithms=[algorithm],
-                                issuer=self._config.tokens.issuer, options=_DECODE_OPTIONS)
-        except (JOSEError, TypeError, ValueError, KeyError):
-            raise InvalidToken() from None
-        if (not isinstance(claims, dict) or claims.get("token_type") != TokenKind.MEDIA.value
+        claims = decode_with(token, key, algorithm, self._config.tokens.issuer)
+        if (claims.get("token_type") != TokenKind.MEDIA.value
                 or claims.get("tenant") != record.tenant
                 or not isinstance(claims.get("kid"), str) or not isinstance(claims.get("jti"), str)
-                or not all(_number(claims.get(name)) for name in ("iat", "nbf", "exp"))
+                or not all(is_number(claims.get(name)) for name in ("iat", "nbf", "exp"))
                 or not isinstance(claims.get("context"), dict)):
             raise InvalidToken()
         return claims

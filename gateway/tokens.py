@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 from jose import jwt
@@ -20,13 +21,23 @@ from jose.exceptions import JOSEError
 from gateway.errors import InvalidToken
 from gateway.keyring import Keyring
 
-__all__ = ["MAX_TOKEN_LENGTH", "TokenKind", "decode_user_token", "issue_user_token", "new_jti"]
+__all__ = [
+    "DECODE_OPTIONS",
+    "MAX_TOKEN_LENGTH",
+    "TokenKind",
+    "checked_header",
+    "decode_user_token",
+    "decode_with",
+    "is_number",
+    "issue_user_token",
+    "new_jti",
+]
 
 #: Longest token we try to decode; anything longer is refused unread.
 MAX_TOKEN_LENGTH = 8192
 USER_TOKEN_ALGORITHM = "HS256"
 _REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
-_DECODE_OPTIONS = {
+DECODE_OPTIONS = {
     # Times are checked below against the injected clock; python-jose would use time.time().
     "verify_exp": False,
     "verify_nbf": False,
@@ -89,8 +100,44 @@ def issue_user_token(
     return token
 
 
-def _number(value: object) -> TypeGuard[int | float]:
+def is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number claim (booleans are not numbers here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def checked_header(token: object, algorithms: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """(token, header) of a token worth verifying, or InvalidToken (SPEC §7).
+
+    Caps the length, reads the header without trusting it, and refuses any algorithm
+    outside ``algorithms`` and any ``crit``/``jku``/``x5u``/``jwk``/``x5c`` header. The
+    caller then finds the key by ``kid`` in its own keyring and decodes with
+    ``DECODE_OPTIONS`` and the one algorithm named here.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken()
+    if token.count(".") != 2:
+        raise InvalidToken()
+    try:
+        header = jwt.get_unverified_header(token)
+    except (JOSEError, TypeError, ValueError, KeyError):
+        raise InvalidToken() from None
+    if not isinstance(header, dict) or header.get("alg") not in algorithms:
+        raise InvalidToken()
+    if _REFUSED_HEADERS & header.keys():
+        raise InvalidToken()
+    return token, header
+
+
+def decode_with(token: str, key: object, algorithm: str, issuer: str) -> dict[str, Any]:
+    """Verify the signature with ``key`` and the issuer; times are the caller's to check."""
+    try:
+        claims = jwt.decode(token, key, algorithms=[algorithm], issuer=issuer,
+                            options=DECODE_OPTIONS)
+    except (JOSEError, TypeError, ValueError, KeyError):
+        raise InvalidToken() from None
+    if not isinstance(claims, dict):
+        raise InvalidToken()
+    return claims
 
 
 def decode_user_token(
@@ -103,29 +150,11 @@ def decode_user_token(
     leeway: int = 0,
 ) -> dict[str, Any]:
     """Return the claims of a valid user token of one of ``kinds``, or raise InvalidToken."""
-    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
-        raise InvalidToken()
-    if token.count(".") != 2:
-        raise InvalidToken()
-    try:
-        header = jwt.get_unverified_header(token)
-    except (JOSEError, TypeError, ValueError, KeyError):
-        raise InvalidToken() from None
-    if not isinstance(header, dict) or header.get("alg") != USER_TOKEN_ALGORITHM:
-        raise InvalidToken()
-    if _REFUSED_HEADERS & header.keys():
-        raise InvalidToken()
+    token, header = checked_header(token, (USER_TOKEN_ALGORITHM,))
     key = keyring.user_key(header.get("kid"))
     if key is None:
         raise InvalidToken()
-    try:
-        claims = jwt.decode(
-            token, key, algorithms=[USER_TOKEN_ALGORITHM], issuer=issuer, options=_DECODE_OPTIONS
-        )
-    except (JOSEError, TypeError, ValueError, KeyError):
-        raise InvalidToken() from None
-    if not isinstance(claims, dict):
-        raise InvalidToken()
+    claims = decode_with(token, key, USER_TOKEN_ALGORITHM, issuer)
     kind = claims.get("token_type")
     if kind not in {k.value for k in kinds}:
         raise InvalidToken()
@@ -134,7 +163,7 @@ def decode_user_token(
             raise InvalidToken()
     exp, iat = claims.get("exp"), claims.get("iat")
     nbf = claims.get("nbf", iat)
-    if not (_number(exp) and _number(iat) and _number(nbf)):
+    if not (is_number(exp) and is_number(iat) and is_number(nbf)):
         raise InvalidToken()
     if now > exp + leeway or iat > now + leeway or nbf > now + leeway:
         raise InvalidToken()
