@@ -59,9 +59,11 @@ async def get(http: aiohttp.ClientSession, url: str, headers: dict[str, str] | N
 async def test_nginx_auth_request_end_to_end(stack):
     nginx, gateway, seen = stack
     async with aiohttp.ClientSession() as http:
-        # No credentials: 401 from nginx, and nothing reaches the upstream.
-        status, _ = await get(http, f"{nginx.url}/hello")
-        assert status == 401
+        # No credentials: 401 from nginx (which passes the gateway's challenge on), and
+        # nothing reaches the upstream.
+        async with http.get(f"{nginx.url}/hello") as response:
+            assert response.status == 401
+            assert "Basic" in response.headers.get("WWW-Authenticate", "")
         assert seen == []
 
         # Good credentials: 200, the user header reaches the upstream; the client's own
