@@ -24,7 +24,7 @@ from gateway.appkeys import (
     UPSTREAM_CLIENT,
 )
 from gateway.auth import Authenticator
-from gateway.bootstrap import bootstrap
+from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import Config
 from gateway.keyring import Keyring, load_user_secret
 from gateway.media import MediaService
@@ -55,6 +55,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         busy_timeout=config.storage.busy_timeout,
     )
     try:
+        await ensure_tenants(store, config, app[CLOCK]())
         await bootstrap(store, config, app[HASHER], app[CLOCK]())
         app[STORE] = store
         app[TENANTS_SEEN] = set(await store.list_tenants())

@@ -24,12 +24,11 @@ async def ensure_tenants(store: Store, config: Config, now: float) -> None:
 
 async def bootstrap(store: Store, config: Config, hasher: PasswordHasher, now: float,
                     out: TextIO = sys.stderr) -> None:
-    """Create the tenants; when no root user exists yet, create one.
+    """When no root user exists yet, create one in ``default`` (which must exist).
 
     The root password is ``$GATEWAY_ADMIN_PASSWORD``, else a random one printed once to
     ``out``: the only time the gateway ever prints a password.
     """
-    await ensure_tenants(store, config, now)
     if await store.has_root():
         return
     admin = config.admin
