@@ -91,15 +91,20 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
                 # A Bearer media token is no user credential; other credentials still count.
                 return None if from_header else await authenticate(request)
 
-            # The rule's roles first: a refused request must not use up a one-time token.
-            identity = await user() if decision.roles is not None else None
+            # Everything that can refuse runs before the check that may use up a one-time
+            # token: bad user credentials (401) and the rule's roles (403).
+            identity = await user()
             if decision.roles is not None:
                 _require_role(identity, decision.roles)
+
+            async def resolved() -> Identity | None:
+                return identity
+
             grant = await request.app[MEDIA].check(
                 token, tenant=tenant, address=request[CLIENT_ADDRESS],
-                media_id=media_match.group("id"), identity=user,
+                media_id=media_match.group("id"), identity=resolved,
             )
-            return _headers(request, await user(), grant.kid)
+            return _headers(request, identity, grant.kid)
 
     identity = await authenticate(request)
     _require_role(identity, decision.roles)

@@ -74,7 +74,8 @@ class IssuedToken:
 
 def hash_key(key: str) -> str:
     """The stored form of a session's X-Key (the key itself is never stored)."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    # Header values may carry undecodable bytes (kept as surrogates): hash them as sent.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> Credentials | None:
@@ -89,7 +90,7 @@ def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> C
         if scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, ValueError):  # also non-ASCII input and bad UTF-8
                 return Credentials("invalid")
             username, colon, password = decoded.partition(":")
             if not colon or not username:
@@ -129,34 +130,34 @@ class Authenticator:
         """
         regulation = self._config.login.regulation
         now = self._clock()
-        if regulation.max_retries > 0:
-            account, by_address = await self._store.recent_login_failures(
-                tenant, login, address, regulation.max_retries
-            )
-            remaining = max(
-                ban_remaining(failures, now, max_retries=regulation.max_retries,
-                              find_time=regulation.find_time, ban_time=regulation.ban_time)
-                for failures in (account, by_address)
-            )
-            if remaining > 0:
-                raise TooManyAttempts(headers={"Retry-After": str(math.ceil(remaining))})
-        else:
-            account = []
         if by_email:
             user = await self._store.get_user_by_email(tenant, login)
         else:
             user = await self._store.get_user(tenant, login)
+        # One counter per account whichever way it is named (username, email in any case),
+        # and one per unknown login. The attempt is recorded as a failure before the
+        # verify and forgotten on success, so concurrent guesses count against each other.
+        account = f"user:{user.id}" if user is not None else f"login:{login.casefold()}"
+        if regulation.max_retries > 0:
+            by_account, by_address = await self._store.record_login_attempt(
+                tenant, account, address, now, regulation.max_retries
+            )
+            remaining = max(
+                ban_remaining(failures, now, max_retries=regulation.max_retries,
+                              find_time=regulation.find_time, ban_time=regulation.ban_time)
+                for failures in (by_account, by_address)
+            )
+            if remaining > 0:
+                raise TooManyAttempts(headers={"Retry-After": str(math.ceil(remaining))})
         matches = await self._hasher.verify(user.password_hash if user else None, password)
         if not matches or user is None:
-            if regulation.max_retries > 0:
-                await self._store.record_login_failure(tenant, login, address, now)
             if user is None and reveal_unknown:
                 raise UserNotFound()
             raise InvalidCredentials()
         if user.disabled:
             raise InvalidCredentials()
-        if account:
-            await self._store.clear_login_failures(tenant, login)
+        if regulation.max_retries > 0:
+            await self._store.clear_login_failures(tenant, account)
         if self._hasher.needs_rehash(user.password_hash):
             new_hash = await self._hasher.hash(password)
             await self._store.set_password(user.id, new_hash, now, revoke_tokens=False)

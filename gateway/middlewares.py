@@ -78,6 +78,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except GatewayError as error:
         return error_response(request, error, error.status)
+    except UnicodeError:
+        # Text the request carried that cannot be encoded or decoded: the client's fault.
+        return error_response(request, BadRequest("Request contains text that is not valid UTF-8"), 400)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

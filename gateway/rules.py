@@ -45,7 +45,9 @@ def compile_rules(rules: Sequence[GatewayRule]) -> tuple[CompiledRule, ...]:
     return tuple(
         CompiledRule(
             pattern=re.compile(rule.path),
-            methods=None if rule.methods is None else frozenset(rule.methods),
+            # HEAD runs the GET handler upstream, so a rule about GET covers HEAD too.
+            methods=None if rule.methods is None else frozenset(
+                rule.methods) | ({"HEAD"} if "GET" in rule.methods else set()),
             policy=rule.policy,
             roles=None if rule.roles is None else frozenset(rule.roles),
             tenant=rule.tenant,
@@ -70,6 +72,9 @@ def normalize_path(raw: str) -> str:
         raise BadPath("the path is not valid UTF-8") from None
     if "\x00" in decoded:
         raise BadPath("the path contains a NUL byte")
+    if "\\" in decoded:
+        # Some servers read a backslash as "/": refused, so no upstream sees another path.
+        raise BadPath("the path contains a backslash")
     segments: list[str] = []
     for segment in decoded.split("/"):
         if segment in ("", "."):

@@ -23,8 +23,8 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
         for jti, expires in (("expired", now - 10), ("live", now + 3600)):
             await store.add_tokens([NewToken(jti=jti, kind="session", tenant="default",
                                            user_id=user.id, issued_at=now - 100, expires_at=expires)])
-        await store.record_login_failure("default", "alice", "127.0.0.1", now - 86400)
-        await store.record_login_failure("default", "alice", "127.0.0.1", now)
+        await store.record_login_attempt("default", "alice", "127.0.0.1", now - 86400, 5)
+        await store.record_login_attempt("default", "alice", "127.0.0.1", now, 5)
     finally:
         await store.close()
 
@@ -40,7 +40,7 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
     try:
         assert await store.get_token("expired") is None
         assert await store.get_token("live") is not None
-        account, _ = await store.recent_login_failures("default", "alice", "127.0.0.1", 10)
+        account, _ = await store.record_login_attempt("default", "alice", "127.0.0.1", now + 1, 10)
         assert account == [now]
     finally:
         await store.close()

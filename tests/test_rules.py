@@ -141,7 +141,8 @@ def test_compile_rules_keeps_order_and_fields() -> None:
     first, second = compiled
     assert first.methods is None and first.roles is None and first.tenant is None
     assert first.policy == "bypass"
-    assert second.methods == frozenset({"GET", "POST"})
+    # HEAD runs GET handlers upstream, so a GET rule covers it too.
+    assert second.methods == frozenset({"GET", "HEAD", "POST"})
     assert second.roles == frozenset({"ROLE_X"})
     assert second.tenant == "acme" and second.policy == "deny"
 

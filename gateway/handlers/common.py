@@ -23,11 +23,29 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("Request body is not UTF-8") from None
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # JSONDecodeError, and numbers past Python's digit limit, are ValueErrors.
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("Request body must be a JSON object")
+    if not _encodable(body):
+        raise BadRequest("Request body has a string that is not valid Unicode")
     return body
+
+
+def _encodable(node: object) -> bool:
+    """False when a string holds a lone surrogate ("\\ud800" is valid JSON, not valid UTF-8)."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(node, dict):
+        return all(_encodable(key) and _encodable(value) for key, value in node.items())
+    if isinstance(node, list):
+        return all(_encodable(item) for item in node)
+    return True
 
 
 def now(request: web.Request) -> float:

@@ -12,20 +12,34 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from multidict import MultiDict
+from multidict import CIMultiDictProxy, MultiDict
 
 from gateway.access import authorize
 from gateway.appkeys import CREDENTIALS
 from gateway.auth import parse_credentials
+from gateway.errors import BadRequest
 
 __all__ = ["forward_auth"]
+
+
+def _original(headers: CIMultiDictProxy[str], nginx: str, forwarded: str) -> str | None:
+    """The value of the nginx header or of the Traefik/Caddy one; both and different is a 400.
+
+    Each proxy sets its own header and passes the client's others through: nginx forwards a
+    client-sent X-Forwarded-Uri, Traefik a client-sent X-Original-URI. Preferring either
+    would let a client choose the path the rules see, so two disagreeing values are refused.
+    """
+    values = {value for value in (*headers.getall(nginx, []), *headers.getall(forwarded, []))}
+    if len(values) > 1:
+        raise BadRequest(f"{nginx} and {forwarded} disagree: only the proxy may set them")
+    return values.pop() if values else None
 
 
 async def forward_auth(request: web.Request) -> web.Response:
     """Answer whether the proxied request may pass, and as whom."""
     headers = request.headers
-    uri = headers.get("X-Original-URI") or headers.get("X-Forwarded-Uri") or "/"
-    method = headers.get("X-Original-Method") or headers.get("X-Forwarded-Method") or request.method
+    uri = _original(headers, "X-Original-URI", "X-Forwarded-Uri") or "/"
+    method = _original(headers, "X-Original-Method", "X-Forwarded-Method") or request.method
     if request[CREDENTIALS] is None:
         # ?access_token=&x_key= ride on the original URL, which the proxy puts in a header.
         original_query = MultiDict(parse_qsl(uri.partition("?")[2], keep_blank_values=True))

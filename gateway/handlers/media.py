@@ -29,7 +29,7 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     if request.content_type in FORM_TYPES:
         try:
             form = await request.post()
-        except (ValueError, HttpProcessingError):
+        except (ValueError, LookupError, HttpProcessingError):  # LookupError: unknown charset
             raise BadRequest("Malformed form body") from None
         pairs = []
         for name, value in form.items():

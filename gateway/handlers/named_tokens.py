@@ -6,6 +6,7 @@ another user's id, and a deleted one, is 404. Errors are ``{"message"}`` (``erro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -55,7 +56,7 @@ def _page(request: web.Request) -> tuple[int | None, int]:
         text = request.query.get(name)
         if text is None:
             return None
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not re.fullmatch(r"[0-9]{1,10}", text) or not low <= int(text) <= high:
             raise BadRequest(f"{name} must be a whole number from {low} to {high}")
         return int(text)
 

@@ -19,6 +19,7 @@ from yarl import URL
 from gateway.access import authorize
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, UPSTREAM_CLIENT
 from gateway.errors import BadGateway, GatewayTimeout
+from gateway.netaddr import in_networks, parse_address
 
 __all__ = ["CHUNK_SIZE", "proxy_to"]
 
@@ -37,6 +38,16 @@ def _end_to_end(headers: CIMultiDictProxy[str], extra_drop: frozenset[str] = fro
     return CIMultiDict((key, value) for key, value in headers.items() if key.lower() not in drop)
 
 
+#: Headers the proxy sets itself; client-sent copies (any spelling) are dropped.
+_SET_HERE = frozenset({"x-forwarded-for", "x-real-ip", "x-forwarded-host", "x-forwarded-proto",
+                       "forwarded"})
+
+
+def _peer_trusted(request: web.Request) -> bool:
+    peer = parse_address(request.remote)
+    return peer is not None and in_networks(peer, request.app[CONFIG].server.trusted_proxies)
+
+
 def proxy_to(base_url: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A handler that proxies to the upstream at ``base_url`` (its path, if any, is prepended)."""
     base = URL(base_url)
@@ -48,12 +59,21 @@ def proxy_to(base_url: str) -> Callable[[web.Request], Awaitable[web.StreamRespo
                                                        names.token_id))
         identity = await authorize(request, uri=request.raw_path, method=request.method)
 
-        outgoing = _end_to_end(request.headers, identity_names | {"host", "content-length"})
+        outgoing = _end_to_end(request.headers, frozenset({"host", "content-length"}))
+        for name in list(outgoing):
+            # X_Auth_User reaches a CGI/WSGI app as X-Auth-User: drop every spelling.
+            if name.replace("_", "-").lower() in identity_names | _SET_HERE:
+                del outgoing[name]
+        authorization = request.headers.get("Authorization", "")
+        if authorization[:6].lower() == "basic ":
+            del outgoing["Authorization"]  # a password goes no further than the gateway
         outgoing.update(identity)
         client = request[CLIENT_ADDRESS]
-        forwarded_for = request.headers.get("X-Forwarded-For")
-        peer = str(client) if client is not None else (request.remote or "")
-        outgoing["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+        address = str(client) if client is not None else (request.remote or "")
+        # The incoming chain is kept only when it came from a trusted proxy.
+        chain = request.headers.get("X-Forwarded-For") if _peer_trusted(request) else None
+        outgoing["X-Forwarded-For"] = f"{chain}, {request.remote}" if chain else address
+        outgoing["X-Real-IP"] = address
         outgoing["X-Forwarded-Host"] = request.host
         outgoing["X-Forwarded-Proto"] = request.scheme
         if request.content_length is not None:

@@ -199,13 +199,14 @@ class Store(Protocol):
         """Every key of ``tenant``, oldest first."""
 
     # Login regulation
-    async def record_login_failure(self, tenant: str, username: str, address: str,
-                                   now: float) -> None:
-        """Remember one failed login for the account and the address."""
+    async def record_login_attempt(self, tenant: str, account: str, address: str, now: float,
+                                   limit: int) -> tuple[list[float], list[float]]:
+        """Count a login attempt as a failure until it succeeds, atomically.
 
-    async def recent_login_failures(self, tenant: str, username: str, address: str,
-                                    limit: int) -> tuple[list[float], list[float]]:
-        """The latest ``limit`` failure times for the account, and for the address, newest first."""
+        Returns the latest ``limit`` earlier failure times of the account and of the
+        address (newest first), read in the same transaction that records this one, so
+        concurrent attempts see each other.
+        """
 
-    async def clear_login_failures(self, tenant: str, username: str) -> None:
+    async def clear_login_failures(self, tenant: str, account: str) -> None:
         """Forget an account's failures (after a successful login)."""

@@ -244,9 +244,10 @@ async def revoke_token(conn: aiosqlite.Connection, jti: str, reason: str, now: f
 async def revoke_user_tokens(conn: aiosqlite.Connection, user_id: int, reason: str,
                              now: float) -> int:
     cursor = await conn.execute(
+        # Expired rows too: tokens.leeway keeps a token usable a little past its exp.
         "UPDATE tokens SET revoked_at = ?, revoke_reason = ?"
-        " WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?",
-        (now, reason, user_id, now),
+        " WHERE user_id = ? AND revoked_at IS NULL",
+        (now, reason, user_id),
     )
     return cursor.rowcount
 

@@ -219,20 +219,17 @@ class SQLiteStore:
 
     # Login regulation
 
-    async def record_login_failure(self, tenant: str, username: str, address: str,
-                                   now: float) -> None:
+    async def record_login_attempt(self, tenant: str, account: str, address: str, now: float,
+                                   limit: int) -> tuple[list[float], list[float]]:
         async with self._write() as conn:
-            await sql.insert_login_failure(conn, tenant, username, address, now)
+            by_account = await sql.account_failures(conn, tenant, account, limit)
+            by_address = await sql.address_failures(conn, address, limit)
+            await sql.insert_login_failure(conn, tenant, account, address, now)
+        return by_account, by_address
 
-    async def recent_login_failures(self, tenant: str, username: str, address: str,
-                                    limit: int) -> tuple[list[float], list[float]]:
-        account = await sql.account_failures(self._reader, tenant, username, limit)
-        by_address = await sql.address_failures(self._reader, address, limit)
-        return account, by_address
-
-    async def clear_login_failures(self, tenant: str, username: str) -> None:
+    async def clear_login_failures(self, tenant: str, account: str) -> None:
         async with self._write() as conn:
-            await sql.delete_account_failures(conn, tenant, username)
+            await sql.delete_account_failures(conn, tenant, account)
 
 
 def _create_private_file(path: Path) -> None:
