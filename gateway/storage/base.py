@@ -123,9 +123,6 @@ class Store(Protocol):
     async def get_user_by_email(self, tenant: str, email: str) -> User | None:
         """The user whose email is ``email`` (case-insensitive) in ``tenant``."""
 
-    async def get_user_by_id(self, user_id: int) -> User | None:
-        """The user with this id."""
-
     async def list_users(self, tenant: str) -> list[User]:
         """The users of ``tenant``, by username."""
 

@@ -111,9 +111,6 @@ class SQLiteStore:
     async def get_user_by_email(self, tenant: str, email: str) -> User | None:
         return await sql.user_by_email(self._reader, tenant, email)
 
-    async def get_user_by_id(self, user_id: int) -> User | None:
-        return await sql.user_by_id(self._reader, user_id)
-
     async def list_users(self, tenant: str) -> list[User]:
         return await sql.users_of_tenant(self._reader, tenant)
 
