@@ -44,5 +44,7 @@ def setup_routes(app: web.Application) -> None:
         web.route("*", "/auth", forward_auth.forward_auth),
     ])
     # Upstreams last: a prefix never hides the gateway's own endpoints.
-    for upstream in app[CONFIG].gateway.upstreams:
-        app.router.add_route("*", upstream.prefix + "{tail:.*}", proxy.proxy_to(upstream.url))
+    gateway = app[CONFIG].gateway
+    for upstream in gateway.upstreams:
+        app.router.add_route("*", upstream.prefix + "{tail:.*}",
+                             proxy.proxy_to(upstream.url, gateway.headers))

@@ -18,6 +18,7 @@ from yarl import URL
 
 from gateway.access import authorize
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, UPSTREAM_CLIENT
+from gateway.config import GatewayHeaders
 from gateway.errors import BadGateway, GatewayTimeout
 from gateway.netaddr import in_networks, parse_address
 
@@ -48,21 +49,22 @@ def _peer_trusted(request: web.Request) -> bool:
     return peer is not None and in_networks(peer, request.app[CONFIG].server.trusted_proxies)
 
 
-def proxy_to(base_url: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def proxy_to(base_url: str, headers: GatewayHeaders) -> Callable[[web.Request],
+                                                                  Awaitable[web.StreamResponse]]:
     """A handler that proxies to the upstream at ``base_url`` (its path, if any, is prepended)."""
     base = URL(base_url)
     base_path = base.raw_path.rstrip("/")
+    # Client-sent copies of these never pass: the identity headers, and those set below.
+    dropped = _SET_HERE | {name.lower() for name in (headers.user, headers.roles, headers.tenant,
+                                                     headers.token_id)}
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        names = request.app[CONFIG].gateway.headers
-        identity_names = frozenset(n.lower() for n in (names.user, names.roles, names.tenant,
-                                                       names.token_id))
         identity = await authorize(request, uri=request.raw_path, method=request.method)
 
         outgoing = _end_to_end(request.headers, frozenset({"host", "content-length"}))
         for name in list(outgoing):
             # X_Auth_User reaches a CGI/WSGI app as X-Auth-User: drop every spelling.
-            if name.replace("_", "-").lower() in identity_names | _SET_HERE:
+            if name.replace("_", "-").lower() in dropped:
                 del outgoing[name]
         authorization = request.headers.get("Authorization", "")
         if authorization[:6].lower() == "basic ":
