@@ -10,38 +10,35 @@ import aiohttp
 from aiohttp import web
 
 from gateway.appkeys import (
-    AUTHENTICATOR,
     CLOCK,
     CONFIG,
     HASHER,
+    IDENTITY_CACHE,
     KEYRING,
+    LOGINS,
     MEDIA,
     MEDIA_URL,
     OPENAPI_DOCUMENT,
+    RESOLVER,
     RULES,
     STORE,
     TENANTS_SEEN,
+    TOKENS,
     UPSTREAM_CLIENT,
 )
-from gateway.auth import Authenticator
 from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import Config
-from gateway.keyring import Keyring, load_user_secret
-from gateway.media import MediaService
 from gateway.middlewares import MIDDLEWARES
-from gateway.passwords import PasswordHasher
+from gateway.proxy.rules import compile_rules
 from gateway.resources import openapi_path
 from gateway.routes import setup_routes
-from gateway.rules import compile_rules
-from gateway.storage import open_sqlite_store
+from gateway.services import build_services, make_hasher, open_store
 
 __all__ = ["create_app"]
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
-    settings = app[CONFIG].passwords
-    hasher = PasswordHasher(memory_cost_kib=settings.memory_cost_kib,
-                            time_cost=settings.time_cost, parallelism=settings.parallelism)
+    hasher = make_hasher(app[CONFIG])
     await hasher.warm_up()
     app[HASHER] = hasher
     yield
@@ -50,10 +47,7 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    store = await open_sqlite_store(
-        config.storage.path, synchronous=config.storage.synchronous,
-        busy_timeout=config.storage.busy_timeout,
-    )
+    store = await open_store(config)
     try:
         await ensure_tenants(store, config, app[CLOCK]())
         await bootstrap(store, config, app[HASHER], app[CLOCK]())
@@ -64,14 +58,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _identity(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    secret = config.secret_key.get_secret_value() if config.secret_key else None
-    app[KEYRING] = Keyring(load_user_secret(secret, config.data_dir))
-    app[AUTHENTICATOR] = Authenticator(config, app[STORE], app[KEYRING], app[HASHER], app[CLOCK])
-    app[MEDIA] = MediaService(config, app[STORE], app[CLOCK])
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    services = await build_services(app[CONFIG], app[STORE], app[HASHER], app[CLOCK])
+    app[KEYRING] = services.keyring
+    app[IDENTITY_CACHE] = services.cache
+    app[LOGINS] = services.logins
+    app[RESOLVER] = services.resolver
+    app[TOKENS] = services.tokens
+    app[MEDIA] = services.media
     yield
-    app[MEDIA].close()
+    services.close()
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
@@ -99,6 +95,6 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[OPENAPI_DOCUMENT] = openapi_path().read_bytes()
     app[RULES] = compile_rules(config.gateway.rules)
     app[MEDIA_URL] = re.compile(config.media.url_pattern)
-    app.cleanup_ctx.extend([_passwords, _storage, _identity, _upstream_client])
+    app.cleanup_ctx.extend([_passwords, _storage, _services, _upstream_client])
     setup_routes(app)
     return app

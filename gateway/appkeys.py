@@ -4,35 +4,45 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
 
-from gateway.auth import Authenticator, Credentials, Identity
-from gateway.config import Config
-from gateway.keyring import Keyring
-from gateway.media import MediaService
-from gateway.netaddr import IPAddress
-from gateway.passwords import PasswordHasher
-from gateway.rules import CompiledRule
-from gateway.storage import Store
+if TYPE_CHECKING:
+    # Types only: services import ``authz``, which reads these keys.
+    from gateway.config import Config
+    from gateway.identity.cache import IdentityCache
+    from gateway.identity.credentials import Credentials, Identity
+    from gateway.identity.logins import PasswordCheck
+    from gateway.identity.resolver import Resolver
+    from gateway.media.service import MediaService
+    from gateway.netaddr import IPAddress
+    from gateway.passwords import PasswordHasher
+    from gateway.proxy.rules import CompiledRule
+    from gateway.storage import Store
+    from gateway.tokens.keyring import Keyring
+    from gateway.tokens.lifecycle import TokenService
 
 __all__ = [
-    "AUTHENTICATOR",
     "CLIENT_ADDRESS",
     "CLOCK",
     "CONFIG",
     "CREDENTIALS",
     "HASHER",
     "IDENTITY",
+    "IDENTITY_CACHE",
     "KEYRING",
+    "LOGINS",
     "MEDIA",
     "MEDIA_URL",
     "OPENAPI_DOCUMENT",
     "REQUEST_ID",
+    "RESOLVER",
     "RULES",
     "STORE",
     "TENANT",
     "TENANTS_SEEN",
+    "TOKENS",
     "UPSTREAM_CLIENT",
 ]
 
@@ -42,7 +52,13 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 STORE: web.AppKey[Store] = web.AppKey("store")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
-AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+#: Password checks under regulation (/login, /api/token/, Basic).
+LOGINS: web.AppKey[PasswordCheck] = web.AppKey("logins")
+#: Credentials to identities, through the identity cache.
+RESOLVER: web.AppKey[Resolver] = web.AppKey("resolver")
+IDENTITY_CACHE: web.AppKey[IdentityCache] = web.AppKey("identity_cache")
+#: Issuing and ending user tokens.
+TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 #: gateway.rules and media.url_pattern, compiled once at start.
@@ -57,5 +73,5 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 CLIENT_ADDRESS: web.RequestKey[IPAddress | None] = web.RequestKey("client_address")
 TENANT: web.RequestKey[str] = web.RequestKey("tenant")
 CREDENTIALS: web.RequestKey[Credentials | None] = web.RequestKey("credentials")
-#: The resolved identity, cached per request by ``handlers.common.authenticate``.
+#: The resolved identity, kept per request by ``authz.authenticate``.
 IDENTITY: web.RequestKey[Identity | None] = web.RequestKey("identity")

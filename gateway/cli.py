@@ -7,24 +7,32 @@ import asyncio
 import getpass
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from gateway import __version__
 from gateway.bootstrap import bootstrap, ensure_tenants
-from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, load_config
+from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, ServerConfig, load_config
 from gateway.errors import GatewayError
-from gateway.passwords import PasswordHasher, validate_new_password
-from gateway.storage import MigrationError, NewUser, SQLiteStore, User, open_sqlite_store
+from gateway.passwords import validate_new_password
+from gateway.services import make_hasher, open_store
+from gateway.storage import MigrationError, NewUser, Store, User
 
 __all__ = ["main"]
 
 ROLES = {"root": 0, "admin": 1, "user": 2}
 ROLE_NAMES = {number: name for name, number in ROLES.items()}
 T = TypeVar("T")
+#: Seconds a revocation log row is kept: far longer than any process takes to read it.
+CHANGE_LOG_RETENTION = 86400
 
 
 class CommandError(Exception):
@@ -47,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
-    serve.add_argument("--workers", type=int, help="processes sharing the port (default: server.workers)")
+    serve.add_argument("--workers", metavar="N|auto",
+                       help="processes sharing the port, auto: one per CPU core (default: server.workers)")
 
     commands.add_parser("migrate", parents=[common], help="apply database migrations")
 
@@ -109,15 +118,8 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _hasher(config: Config) -> PasswordHasher:
-    settings = config.passwords
-    return PasswordHasher(memory_cost_kib=settings.memory_cost_kib,
-                          time_cost=settings.time_cost, parallelism=settings.parallelism)
-
-
-async def _with_store(config: Config, action: Callable[[SQLiteStore], Awaitable[T]]) -> T:
-    store = await open_sqlite_store(config.storage.path, synchronous=config.storage.synchronous,
-                                    busy_timeout=config.storage.busy_timeout)
+async def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+    store = await open_store(config)
     try:
         await ensure_tenants(store, config, time.time())
         return await action(store)
@@ -127,14 +129,14 @@ async def _with_store(config: Config, action: Callable[[SQLiteStore], Awaitable[
 
 async def _prepare(config: Config) -> None:
     """Migrate and bootstrap before any worker starts, so that happens exactly once."""
-    hasher = _hasher(config)
+    hasher = make_hasher(config)
     try:
         await _with_store(config, lambda store: bootstrap(store, config, hasher, time.time()))
     finally:
         hasher.close()
 
 
-async def _existing_user(store: SQLiteStore, tenant: str, username: str) -> User:
+async def _existing_user(store: Store, tenant: str, username: str) -> User:
     user = await store.get_user(tenant, username)
     if user is None:
         raise CommandError(f"no user {username!r} in tenant {tenant!r}")
@@ -149,56 +151,171 @@ def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
     from gateway.logs import AccessLogger, configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
+    if reuse_port:
+        asyncio.run(_serve_until_signalled(config, host, port))
+        return
     web.run_app(
-        create_app(config), host=host, port=port, reuse_port=reuse_port,
+        create_app(config), host=host, port=port,
         access_log_class=AccessLogger, access_log=logging.getLogger("gateway.access"),
         shutdown_timeout=config.server.shutdown_timeout,
-        print=None if reuse_port else print,
     )
+
+
+async def _serve_until_signalled(config: Config, host: str, port: int) -> None:
+    """One supervised worker: serve on the shared port until SIGTERM or SIGINT, then drain.
+
+    Not ``web.run_app``: its handler raises on every signal, so a second one cuts the drain
+    short, and a worker often gets two (Ctrl-C reaches the whole process group and the
+    supervisor forwards SIGTERM too; systemd signals every process of the unit). Here
+    repeats are ignored; a worker that overruns its drain is killed by the supervisor.
+    """
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.logs import AccessLogger
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        create_app(config), access_log_class=AccessLogger,
+        access_log=logging.getLogger("gateway.access"), keepalive_timeout=75.0,
+        shutdown_timeout=config.server.shutdown_timeout,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=True).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+#: Crash-loop guard: when workers exit more than RESTART_LIMIT times within RESTART_WINDOW
+#: seconds (all workers together), the supervisor gives up instead of restarting again.
+#: A worker takes about a second to start, so workers that cannot start (port taken,
+#: database unreadable) pass this within a few seconds, while deaths of running workers
+#: (an OOM kill, an operator's kill -9) are far rarer than one every two seconds.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 10.0
+#: How long after server.shutdown_timeout a stopping worker may take before it is killed:
+#: the drain itself is bounded by aiohttp; this covers closing the store and exiting.
+STOP_GRACE = 5.0
+
+
+def _worker_count(text: str) -> int:
+    """``--workers N|auto``, validated and resolved exactly as ``server.workers`` is."""
+    try:
+        return ServerConfig.model_validate({"workers": text}).workers
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise CommandError(f"--workers: {message}") from None
+
+
+def _exit_text(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"status {exitcode}"
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    workers = args.workers if args.workers is not None else config.server.workers
+    workers = config.server.workers if args.workers is None else _worker_count(args.workers)
     if not 1 <= port <= 65535:
         raise CommandError(f"--port: {port} is not a port number")
-    if workers < 1:
-        raise CommandError("--workers: must be at least 1")
     asyncio.run(_prepare(config))
     if workers == 1:
         _run_worker(config, host, port, reuse_port=False)
         return 0
-    # N processes on one port: each binds with SO_REUSEPORT and the kernel spreads
-    # connections between them. They share the SQLite file (see storage.sqlite).
+    return _supervise(config, host, port, workers)
+
+
+def _supervise(config: Config, host: str, port: int, workers: int) -> int:
+    """Run ``workers`` processes on one port and keep that many running until SIGTERM/SIGINT.
+
+    Each binds with SO_REUSEPORT and the kernel spreads connections between them; they
+    share the SQLite file (see storage.sqlite). A worker that exits while the supervisor is
+    not stopping is replaced; see RESTART_LIMIT for when it gives up instead.
+    """
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_run_worker, args=(config, host, port, True),
-                                 name=f"gateway-worker-{index}") for index in range(workers)]
-    for process in processes:
+    stopping = False
+    # A signal writes to this pipe, so the wait below wakes at once.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        try:
+            os.write(wake_write, b"\0")
+        except BlockingIOError:
+            pass
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_run_worker, args=(config, host, port, True),
+                                  name=f"gateway-worker-{index}")
         process.start()
-    print(f"gateway: {workers} workers on http://{host}:{port}", flush=True)
+        return process
 
-    def stop(signum: int, frame: Any) -> None:
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Before the first start: a signal in between must not leave workers behind.
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    processes: list[multiprocessing.process.BaseProcess] = []
     status = 0
-    while any(process.is_alive() for process in processes):
+    try:
+        for index in range(workers):
+            if stopping:
+                break
+            processes.append(start(index))
+        print(f"gateway: {workers} workers on http://{host}:{port}", flush=True)
+        exits: deque[float] = deque()
+        while not stopping:
+            multiprocessing.connection.wait([process.sentinel for process in processes] + [wake_read])
+            for index, process in enumerate(processes):
+                if stopping or process.exitcode is None:
+                    continue
+                now = time.monotonic()
+                exits.append(now)
+                while exits[0] < now - RESTART_WINDOW:
+                    exits.popleft()
+                if len(exits) > RESTART_LIMIT:
+                    print(f"gateway: worker {process.pid} exited with {_exit_text(process.exitcode)}; "
+                          f"{len(exits)} worker exits within {RESTART_WINDOW:g} s, giving up",
+                          file=sys.stderr, flush=True)
+                    status = 1
+                    stopping = True
+                    break
+                processes[index] = start(index)
+                print(f"gateway: worker {process.pid} exited with {_exit_text(process.exitcode)}; "
+                      f"started {processes[index].pid}", file=sys.stderr, flush=True)
+                process.close()
         for process in processes:
-            process.join(timeout=0.5)
-            if process.exitcode not in (None, 0, -signal.SIGTERM) and status == 0:
+            if process.exitcode is None:
+                process.terminate()
+        deadline = time.monotonic() + config.server.shutdown_timeout + STOP_GRACE
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                print(f"gateway: worker {process.pid} did not stop in time; killed",
+                      file=sys.stderr, flush=True)
+                process.kill()
+                process.join()
                 status = 1
-                stop(signal.SIGTERM, None)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(wake_read)
+        os.close(wake_write)
     return status
 
 
 def _users(config: Config, args: argparse.Namespace) -> int:
     tenant = args.tenant
     if args.action == "list":
-        async def list_users(store: SQLiteStore) -> list[User]:
+        async def list_users(store: Store) -> list[User]:
             if not await store.tenant_exists(tenant):
                 raise CommandError(f"no tenant {tenant!r}")
             return await store.list_users(tenant)
@@ -213,7 +330,7 @@ def _users(config: Config, args: argparse.Namespace) -> int:
     if args.action == "add":
         roles = _split_roles(args.roles)
         password = _read_password(args.password_stdin)
-        hasher = _hasher(config)
+        hasher = make_hasher(config)
         try:
             password_hash = hasher.hash_sync(password)
         finally:
@@ -221,7 +338,7 @@ def _users(config: Config, args: argparse.Namespace) -> int:
         new_user = NewUser(tenant=tenant, username=args.username, password_hash=password_hash,
                            email=args.email, role=ROLES[args.role], roles=roles)
 
-        async def add(store: SQLiteStore) -> User:
+        async def add(store: Store) -> User:
             if not await store.tenant_exists(tenant):
                 raise CommandError(f"no tenant {tenant!r} (create it with 'gateway tenants add')")
             return await store.add_user(new_user, time.time())
@@ -231,13 +348,13 @@ def _users(config: Config, args: argparse.Namespace) -> int:
         return 0
     if args.action == "passwd":
         password = _read_password(args.password_stdin)
-        hasher = _hasher(config)
+        hasher = make_hasher(config)
         try:
             password_hash = hasher.hash_sync(password)
         finally:
             hasher.close()
 
-        async def passwd(store: SQLiteStore) -> int:
+        async def passwd(store: Store) -> int:
             user = await _existing_user(store, tenant, args.username)
             return await store.set_password(user.id, password_hash, time.time())
 
@@ -247,7 +364,7 @@ def _users(config: Config, args: argparse.Namespace) -> int:
     if args.action in ("disable", "enable"):
         disabled = args.action == "disable"
 
-        async def toggle(store: SQLiteStore) -> int:
+        async def toggle(store: Store) -> int:
             user = await _existing_user(store, tenant, args.username)
             return await store.set_disabled(user.id, disabled, time.time())
 
@@ -258,7 +375,7 @@ def _users(config: Config, args: argparse.Namespace) -> int:
     if args.action == "roles":
         roles = _split_roles(args.roles)
 
-        async def set_roles(store: SQLiteStore) -> None:
+        async def set_roles(store: Store) -> None:
             user = await _existing_user(store, tenant, args.username)
             await store.set_roles(user.id, roles, time.time())
 
@@ -281,11 +398,11 @@ def _tenants(config: Config, args: argparse.Namespace) -> int:
 
 
 def _keys(config: Config, args: argparse.Namespace) -> int:
-    from gateway.media import MediaService
+    from gateway.media.service import MediaService
 
     tenant = args.tenant
 
-    async def run(store: SQLiteStore) -> int:
+    async def run(store: Store) -> int:
         if not await store.tenant_exists(tenant):
             raise CommandError(f"no tenant {tenant!r}")
         if args.action == "list":
@@ -317,16 +434,18 @@ def _tokens(config: Config, args: argparse.Namespace) -> int:
     expired_before = now - config.tokens.leeway
     regulation = config.login.regulation
     failures_before = now - (regulation.find_time + regulation.ban_time)
-    tokens, failures, keys = asyncio.run(
-        _with_store(config, lambda store: store.prune(expired_before, failures_before))
-    )
+    # Revocation log rows are read by running processes within moments; a day is plenty.
+    changes_before = now - CHANGE_LOG_RETENTION
+    tokens, failures, keys = asyncio.run(_with_store(
+        config, lambda store: store.prune(expired_before, failures_before, changes_before)
+    ))
     print(f"pruned {tokens} expired token(s), {failures} old login failure(s) "
           f"and {keys} retired key(s) no token needs")
     return 0
 
 
 def _migrate(config: Config, args: argparse.Namespace) -> int:
-    async def noop(store: SQLiteStore) -> None:
+    async def noop(store: Store) -> None:
         return None
 
     asyncio.run(_with_store(config, noop))

@@ -73,6 +73,8 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Int = Field(25441, ge=1, le=65535)
+    #: Processes sharing the port, or "auto": one per CPU core, resolved to a number here
+    #: (``--workers`` goes through this same validation).
     workers: Int = Field(1, ge=1, le=64)
     trusted_proxies: tuple[Network, ...] = (
         ipaddress.ip_network("127.0.0.1/32"),
@@ -82,6 +84,21 @@ class ServerConfig(_Section):
     max_body_size: Int = Field(1024 * 1024, ge=1024)
     #: Seconds given to in-flight requests on SIGTERM.
     shutdown_timeout: Duration = 10
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().lower() == "auto":
+                # The cores this process may run on (3.13+), else all of the machine's;
+                # capped at the largest number allowed.
+                count: int | None = getattr(os, "process_cpu_count", os.cpu_count)()
+                return min(max(count or 1, 1), 64)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"expected a number from 1 to 64 or auto, got {value!r}") from None
+        return value
 
 
 class StorageConfig(_Section):
@@ -234,6 +251,16 @@ class GatewayConfig(_Section):
         return value
 
 
+class CacheConfig(_Section):
+    """The identity cache of each process (see ``identity.cache``)."""
+
+    #: Verified tokens and credentials remembered per process (LRU); 0 turns it off.
+    size: Int = Field(100_000, ge=0, le=10_000_000)
+    #: How long a verified Basic credential is remembered (a password change, disabling
+    #: the user or a roles change ends it at once anyway).
+    basic_ttl: Duration = 60
+
+
 class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -263,6 +290,7 @@ class Config(_Section):
     media: MediaConfig = MediaConfig()
     tenants: dict[str, TenantConfig] = Field(default_factory=lambda: {"default": TenantConfig()})
     gateway: GatewayConfig = GatewayConfig()
+    cache: CacheConfig = CacheConfig()
     logging: LoggingConfig = LoggingConfig()
     # From the environment, never from the YAML file (SPEC §2: no secrets in config.yaml).
     secret_key: SecretStr | None = Field(None, exclude=True)

@@ -19,7 +19,6 @@ from gateway.appkeys import (
     TENANT,
     TENANTS_SEEN,
 )
-from gateway.auth import parse_credentials
 from gateway.config import TENANT_ID_PATTERN
 from gateway.errors import (
     BadRequest,
@@ -32,6 +31,7 @@ from gateway.errors import (
     family_for_path,
     render,
 )
+from gateway.identity.credentials import parse_credentials
 from gateway.netaddr import client_address
 
 __all__ = ["MIDDLEWARES"]
@@ -125,7 +125,7 @@ async def tenant_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read the credentials; ``handlers.common.authenticate`` resolves them when needed."""
+    """Read the credentials; ``authz.authenticate`` resolves them when needed."""
     request[CREDENTIALS] = parse_credentials(request.headers, request.query)
     request[IDENTITY] = None
     return await handler(request)

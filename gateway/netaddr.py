@@ -5,7 +5,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-__all__ = ["IPAddress", "IPNetwork", "client_address", "in_networks", "parse_address"]
+__all__ = [
+    "IPAddress",
+    "IPNetwork",
+    "address_text",
+    "client_address",
+    "in_networks",
+    "parse_address",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -25,6 +32,11 @@ def parse_address(text: str | None) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def address_text(address: IPAddress | None) -> str:
+    """An address as regulation and logs write it ("unknown" when there is none)."""
+    return "unknown" if address is None else str(address)
 
 
 def in_networks(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:

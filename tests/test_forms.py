@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.config import parse_config
 from gateway.forms import MAX_DEPTH, MAX_FIELDS, FormError, decode_php_form
-from gateway.media_tokens import defaults_for, parse_request
+from gateway.media.params import defaults_for, parse_request
 
 # The seed 000 example as its Symfony clients send it (SPEC §5.4).
 SEED_PAIRS = [

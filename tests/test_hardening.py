@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.appkeys import AUTHENTICATOR, STORE
-from gateway.tokens import TokenKind
+from gateway.appkeys import STORE, TOKENS
+from gateway.tokens.claims import TokenKind
 from tests.conftest import ADMIN_PASSWORD, add_user
 
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
@@ -165,7 +165,7 @@ async def test_an_unknown_form_charset_is_400(client):
 async def test_a_password_change_revokes_tokens_inside_the_leeway(make_client, clock):
     client = await make_client({"tokens": {"leeway": "2 minutes"}})
     user = await client.app[STORE].get_user("default", "admin")
-    issued = await client.app[AUTHENTICATOR].issue(user, TokenKind.ACCESS, 300)
+    issued = await client.app[TOKENS].issue(user, TokenKind.ACCESS, 300)
     clock.advance(330)
     bearer = {"Authorization": f"Bearer {issued.token}"}
     assert (await client.get("/api/v1alpha/token", headers=bearer)).status == 200

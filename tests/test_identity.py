@@ -11,9 +11,10 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.appkeys import AUTHENTICATOR, STORE
-from gateway.handlers.common import require_identity
-from gateway.tokens import TokenKind
+from gateway.appkeys import STORE, TOKENS
+from gateway.authz import require_identity
+from gateway.storage import Revocation, Scope
+from gateway.tokens.claims import TokenKind
 from tests.conftest import ADMIN_PASSWORD, add_user, make_config
 
 
@@ -37,7 +38,7 @@ def basic(username: str, password: str) -> dict[str, str]:
 
 async def issue(client, username="admin", kind=TokenKind.ACCESS, tenant="default"):
     user = await client.app[STORE].get_user(tenant, username)
-    return await client.app[AUTHENTICATOR].issue(user, kind, 300)
+    return await client.app[TOKENS].issue(user, kind, 300)
 
 
 async def test_no_credentials_is_401_with_a_challenge(client):
@@ -115,7 +116,7 @@ async def test_a_revoked_token_is_refused_on_the_next_request(client, clock):
     issued = await issue(client)
     headers = {"Authorization": f"Bearer {issued.token}"}
     assert (await client.get("/whoami", headers=headers)).status == 200
-    assert await client.app[STORE].revoke_token(issued.jti, "test", clock())
+    assert await client.app[STORE].revoke(Revocation(Scope.TOKEN, issued.jti, "test"), clock()) == 1
     assert (await client.get("/whoami", headers=headers)).status == 401
 
 

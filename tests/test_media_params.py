@@ -1,4 +1,4 @@
-"""gateway.media_tokens: POST /token parameters, defaults, claims and use-time restrictions (SPEC §5.4)."""
+"""gateway.media.params: POST /token parameters, defaults, claims and use-time restrictions (SPEC §5.4)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from typing import Any
 
 import pytest
 
+from gateway.authz import user_matches
 from gateway.config import ConfigError, parse_config
 from gateway.errors import BadRequest
-from gateway.media_tokens import (
+from gateway.media.params import (
     MAX_RANGES,
     MediaTokenRequest,
     address_allowed,
     build_claims,
     defaults_for,
+    parse_ranges,
     parse_request,
-    user_allowed,
 )
 
 CONFIG = parse_config(
@@ -433,7 +434,7 @@ def test_build_claims_user_holds_only_the_given_parts(user: dict[str, Any], expe
 
 @pytest.mark.parametrize("address", [ip_address("203.0.113.9"), ip_address("2001:db8::1"), None])
 def test_empty_ranges_allow_any_address(address: Any) -> None:
-    assert address_allowed(address, [])
+    assert address_allowed(address, parse_ranges([]))
 
 
 @pytest.mark.parametrize(
@@ -442,13 +443,13 @@ def test_empty_ranges_allow_any_address(address: Any) -> None:
      ("192.0.3.0", False), ("192.0.1.255", False)],
 )
 def test_ipv4_cidr_boundaries(address: str, allowed: bool) -> None:
-    assert address_allowed(ip_address(address), ["192.0.2.0/24"]) is allowed
+    assert address_allowed(ip_address(address), parse_ranges(["192.0.2.0/24"])) is allowed
 
 
 def test_single_host_range() -> None:
-    assert address_allowed(ip_address("203.0.113.9"), ["203.0.113.9/32"])
-    assert not address_allowed(ip_address("203.0.113.10"), ["203.0.113.9/32"])
-    assert not address_allowed(ip_address("203.0.113.8"), ["203.0.113.9/32"])
+    assert address_allowed(ip_address("203.0.113.9"), parse_ranges(["203.0.113.9/32"]))
+    assert not address_allowed(ip_address("203.0.113.10"), parse_ranges(["203.0.113.9/32"]))
+    assert not address_allowed(ip_address("203.0.113.8"), parse_ranges(["203.0.113.9/32"]))
 
 
 @pytest.mark.parametrize(
@@ -457,75 +458,75 @@ def test_single_host_range() -> None:
      ("2001:db9::", False), ("2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", False), ("::1", False)],
 )
 def test_ipv6_cidr_boundaries(address: str, allowed: bool) -> None:
-    assert address_allowed(ip_address(address), ["2001:db8::/32"]) is allowed
+    assert address_allowed(ip_address(address), parse_ranges(["2001:db8::/32"])) is allowed
 
 
 @pytest.mark.parametrize("ranges", [["::/0"], ["::ffff:0:0/96"], ["::ffff:10.0.0.0/104"]])
 def test_ipv4_address_never_matches_an_ipv6_range(ranges: list[str]) -> None:
-    assert not address_allowed(ip_address("10.0.0.1"), ranges)
+    assert not address_allowed(ip_address("10.0.0.1"), parse_ranges(ranges))
 
 
 def test_ipv6_address_never_matches_an_ipv4_range() -> None:
-    assert not address_allowed(ip_address("::1"), ["0.0.0.0/0"])
+    assert not address_allowed(ip_address("::1"), parse_ranges(["0.0.0.0/0"]))
 
 
 def test_no_address_with_ranges_is_refused() -> None:
-    assert not address_allowed(None, ["0.0.0.0/0", "::/0"])
+    assert not address_allowed(None, parse_ranges(["0.0.0.0/0", "::/0"]))
 
 
 def test_any_of_several_ranges() -> None:
     ranges = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.0/24"]
-    assert address_allowed(ip_address("192.0.2.1"), ranges)
-    assert address_allowed(ip_address("2001:db8::1"), ranges)
-    assert not address_allowed(ip_address("198.51.100.1"), ranges)
+    assert address_allowed(ip_address("192.0.2.1"), parse_ranges(ranges))
+    assert address_allowed(ip_address("2001:db8::1"), parse_ranges(ranges))
+    assert not address_allowed(ip_address("198.51.100.1"), parse_ranges(ranges))
 
 
 def test_unreadable_ranges_refuse_rather_than_allow() -> None:
-    assert not address_allowed(ip_address("10.0.0.1"), ["garbage"])
-    assert address_allowed(ip_address("10.0.0.1"), ["garbage", "10.0.0.0/8"])
+    assert not address_allowed(ip_address("10.0.0.1"), parse_ranges(["garbage"]))
+    assert address_allowed(ip_address("10.0.0.1"), parse_ranges(["garbage", "10.0.0.0/8"]))
 
 
 def test_ranges_from_built_claims_match() -> None:
     claims = build_claims(full_request(), jti="j", tenant="t", issuer="i", issued_at=IAT)
     rangeip = claims["context"]["rangeip"]
-    assert address_allowed(ip_address("10.255.255.255"), rangeip)
-    assert address_allowed(ip_address("192.0.2.200"), rangeip)
-    assert not address_allowed(ip_address("11.0.0.0"), rangeip)
+    assert address_allowed(ip_address("10.255.255.255"), parse_ranges(rangeip))
+    assert address_allowed(ip_address("192.0.2.200"), parse_ranges(rangeip))
+    assert not address_allowed(ip_address("11.0.0.0"), parse_ranges(rangeip))
 
 
-# user_allowed
+# user_matches (authz)
 
 
 @pytest.mark.parametrize("restriction",
                          [{}, {"username": None, "roles": []}, {"username": "", "roles": None}])
 def test_empty_restriction_allows_anyone_even_without_credential(restriction: dict[str, Any]) -> None:
-    assert user_allowed(restriction, None, [])
-    assert user_allowed(restriction, "someone", ["ROLE_USER"])
+    assert user_matches(restriction, None, [])
+    assert user_matches(restriction, "someone", ["ROLE_USER"])
 
 
 def test_username_restriction() -> None:
-    assert user_allowed({"username": "abc"}, "abc", [])
-    assert not user_allowed({"username": "abc"}, "abd", ["ROLE_ADMIN"])
-    assert not user_allowed({"username": "abc"}, "ABC", [])
+    assert user_matches({"username": "abc"}, "abc", [])
+    assert not user_matches({"username": "abc"}, "abd", ["ROLE_ADMIN"])
+    assert not user_matches({"username": "abc"}, "ABC", [])
 
 
 def test_roles_restriction_is_any_of() -> None:
     restriction = {"roles": ["ROLE_USER", "ROLE_ADMIN"]}
-    assert user_allowed(restriction, "x", ["ROLE_ADMIN"])
-    assert user_allowed(restriction, "x", ["ROLE_OTHER", "ROLE_USER"])
-    assert not user_allowed(restriction, "x", ["ROLE_OTHER"])
-    assert not user_allowed(restriction, "x", [])
+    assert user_matches(restriction, "x", ["ROLE_ADMIN"])
+    assert user_matches(restriction, "x", ["ROLE_OTHER", "ROLE_USER"])
+    assert not user_matches(restriction, "x", ["ROLE_OTHER"])
+    assert not user_matches(restriction, "x", [])
 
 
 def test_username_and_roles_either_suffices() -> None:
     restriction = {"username": "abc", "roles": ["ROLE_ADMIN"]}
-    assert user_allowed(restriction, "abc", [])
-    assert user_allowed(restriction, "other", ["ROLE_ADMIN"])
-    assert not user_allowed(restriction, "other", ["ROLE_USER"])
+    assert user_matches(restriction, "abc", [])
+    assert user_matches(restriction, "other", ["ROLE_ADMIN"])
+    assert not user_matches(restriction, "other", ["ROLE_USER"])
 
 
 @pytest.mark.parametrize("restriction", [{"username": "abc"}, {"roles": ["ROLE_ADMIN"]},
                                          {"username": "abc", "roles": ["ROLE_ADMIN"]}])
 def test_no_credential_is_refused_when_restricted(restriction: dict[str, Any]) -> None:
-    assert not user_allowed(restriction, None, ["ROLE_ADMIN"])
-    assert not user_allowed(restriction, None, [])
+    assert not user_matches(restriction, None, ["ROLE_ADMIN"])
+    assert not user_matches(restriction, None, [])

@@ -6,7 +6,7 @@ import os
 import stat
 
 from gateway.appkeys import CONFIG
-from gateway.keyring import SECRET_FILE_NAME
+from gateway.tokens.keyring import SECRET_FILE_NAME
 from tests.conftest import make_config
 
 

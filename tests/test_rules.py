@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.config import parse_config
-from gateway.rules import BadPath, CompiledRule, Decision, compile_rules, decide, normalize_path
+from gateway.proxy.rules import BadPath, CompiledRule, Decision, compile_rules, decide, normalize_path
 
 
 def rules(*specs: dict[str, Any]) -> tuple[CompiledRule, ...]:

@@ -9,8 +9,8 @@ import pytest
 from jose import jwt
 
 from gateway.errors import InvalidToken
-from gateway.keyring import Keyring
-from gateway.tokens import MAX_TOKEN_LENGTH, TokenKind, decode_user_token, issue_user_token, new_jti
+from gateway.tokens.claims import MAX_TOKEN_LENGTH, TokenKind, decode_user_token, issue_user_token, new_jti
+from gateway.tokens.keyring import Keyring
 
 SECRET = b"k" * 40
 NOW = 1_800_000_000

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, TENANT
+from gateway.appkeys import LOGINS, RESOLVER, TENANT, TOKENS
 from gateway.errors import FieldErrors, InvalidCredentials, UserNotFound
 from gateway.handlers.common import address_of, read_json_object
 
@@ -51,21 +51,20 @@ async def obtain(request: web.Request) -> web.Response:
     by_email = "email" in body or "username" not in body
     fields = _strings(body, "email" if by_email else "username", "password")
     login = fields["email"] if by_email else fields["username"]
-    authenticator = request.app[AUTHENTICATOR]
     try:
-        user = await authenticator.check_password(
+        user = await request.app[LOGINS].check(
             request[TENANT], login, fields["password"], address_of(request), by_email=by_email
         )
     except (InvalidCredentials, UserNotFound):
         raise NoActiveAccount() from None
-    refresh_token, access_token = await authenticator.issue_pair(user)
+    refresh_token, access_token = await request.app[TOKENS].issue_pair(user)
     return web.json_response({"refresh": refresh_token.token, "access": access_token.token})
 
 
 async def refresh(request: web.Request) -> web.Response:
     """A new access token (and, when rotating, a new refresh token) from a refresh token."""
     token = _strings(await read_json_object(request), "refresh")["refresh"]
-    access, new_refresh = await request.app[AUTHENTICATOR].refresh(token, request[TENANT])
+    access, new_refresh = await request.app[TOKENS].refresh(token, request[TENANT])
     body = {"access": access.token}
     if new_refresh is not None:
         body["refresh"] = new_refresh.token
@@ -75,12 +74,12 @@ async def refresh(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     """200 ``{}`` for a live access or refresh token; 401 ``token_not_valid`` otherwise."""
     token = _strings(await read_json_object(request), "token")["token"]
-    await request.app[AUTHENTICATOR].verify(token, request[TENANT])
+    await request.app[RESOLVER].verify(token, request[TENANT])
     return web.json_response({})
 
 
 async def blacklist(request: web.Request) -> web.Response:
     """Revoke a refresh token's family: log that login out everywhere."""
     token = _strings(await read_json_object(request), "refresh")["refresh"]
-    await request.app[AUTHENTICATOR].blacklist(token, request[TENANT])
+    await request.app[TOKENS].blacklist(token, request[TENANT])
     return web.json_response({})

@@ -1,4 +1,4 @@
-"""What every handler module needs: JSON bodies, the clock, and the caller's identity."""
+"""What every handler module needs: JSON bodies, the clock, the client address."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, CLIENT_ADDRESS, CLOCK, CREDENTIALS, IDENTITY, TENANT
-from gateway.auth import Identity
-from gateway.errors import BadRequest, Unauthenticated
+from gateway.appkeys import CLIENT_ADDRESS, CLOCK
+from gateway.errors import BadRequest
+from gateway.netaddr import address_text
 
-__all__ = ["address_of", "authenticate", "now", "read_json_object", "require_identity"]
+__all__ = ["address_of", "now", "read_json_object"]
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -55,32 +55,4 @@ def now(request: web.Request) -> float:
 
 def address_of(request: web.Request) -> str:
     """The client address as text, for regulation and logs."""
-    address = request[CLIENT_ADDRESS]
-    return "unknown" if address is None else str(address)
-
-
-async def authenticate(request: web.Request) -> Identity | None:
-    """The request's identity, resolved once and cached; None when it has no credentials.
-
-    Bad credentials raise (401/403) here, not in the middleware, so routes that do not
-    need an identity are not affected by them.
-    """
-    cached = request[IDENTITY]
-    if cached is not None:
-        return cached
-    credentials = request[CREDENTIALS]
-    if credentials is None:
-        return None
-    identity = await request.app[AUTHENTICATOR].resolve(
-        credentials, request[TENANT], address_of(request)
-    )
-    request[IDENTITY] = identity
-    return identity
-
-
-async def require_identity(request: web.Request) -> Identity:
-    """The request's identity, or 401 when it has none."""
-    identity = await authenticate(request)
-    if identity is None:
-        raise Unauthenticated()
-    return identity
+    return address_text(request[CLIENT_ADDRESS])

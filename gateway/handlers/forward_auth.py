@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
 
-from gateway.access import authorize
 from gateway.appkeys import CREDENTIALS
-from gateway.auth import parse_credentials
 from gateway.errors import BadRequest
+from gateway.identity.credentials import parse_credentials
+from gateway.proxy.decision import authorize
 
 __all__ = ["forward_auth"]
 

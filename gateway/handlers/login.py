@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, CONFIG, CREDENTIALS, STORE, TENANT
-from gateway.auth import SESSION_KINDS
+from gateway.appkeys import CONFIG, CREDENTIALS, LOGINS, RESOLVER, TENANT, TOKENS
 from gateway.errors import BadCaller, BadRequest, GatewayError
-from gateway.handlers.common import address_of, now, read_json_object
+from gateway.handlers.common import address_of, read_json_object
+from gateway.identity.credentials import SESSION_KINDS
 
 __all__ = ["login", "logout"]
 
@@ -18,12 +18,11 @@ async def login(request: web.Request) -> web.Response:
     username, password = body.get("username"), body.get("password")
     if not (isinstance(username, str) and username and isinstance(password, str) and password):
         raise BadRequest("User name is required")
-    authenticator = request.app[AUTHENTICATOR]
-    user = await authenticator.check_password(
+    user = await request.app[LOGINS].check(
         request[TENANT], username, password, address_of(request),
         reveal_unknown=request.app[CONFIG].login.reveal_unknown_user,
     )
-    issued, key = await authenticator.start_session(user)
+    issued, key = await request.app[TOKENS].start_session(user)
     return web.json_response({
         "key": key,
         "username": user.username,
@@ -39,12 +38,11 @@ async def logout(request: web.Request) -> web.Response:
     if credentials is None or credentials.scheme != "session" or not credentials.key:
         raise BadCaller()
     try:
-        identity = await request.app[AUTHENTICATOR].token_identity(
+        identity = await request.app[RESOLVER].token_identity(
             credentials.token, request[TENANT], SESSION_KINDS, key=credentials.key
         )
     except GatewayError:
         raise BadCaller() from None
-    assert identity.token is not None
-    if not await request.app[STORE].revoke_token(identity.token.jti, "logout", now(request)):
+    if not await request.app[TOKENS].logout(identity):
         raise BadCaller()
     return web.json_response({"status": "OK", "info": "Successful logout."})

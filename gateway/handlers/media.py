@@ -12,15 +12,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, STORE, TENANT
+from gateway.authz import authenticate, may_issue_media, require_identity
 from gateway.errors import BadRequest, Forbidden, UnknownTenant
 from gateway.forms import FormError, decode_php_form
-from gateway.handlers.common import authenticate, read_json_object, require_identity
-from gateway.media_tokens import defaults_for, parse_request
+from gateway.handlers.common import read_json_object
+from gateway.media.params import defaults_for, parse_request
 from gateway.netaddr import parse_address
 
 __all__ = ["check", "issue", "jwks"]
 
-ADMIN_ROLE = "ROLE_ADMIN"
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -46,7 +46,7 @@ async def read_body(request: web.Request) -> dict[str, Any]:
 async def issue(request: web.Request) -> web.Response:
     """Mint a media download token (root/admin role, or ROLE_ADMIN) in the request's tenant."""
     identity = await require_identity(request)
-    if identity.user.role > 1 and ADMIN_ROLE not in identity.user.roles:
+    if not may_issue_media(identity.user):
         raise Forbidden("Creating media tokens needs an admin (role root/admin or ROLE_ADMIN)")
     config = request.app[CONFIG]
     tenant = request[TENANT]

@@ -11,12 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import AUTHENTICATOR, CONFIG, STORE
+from gateway.appkeys import CONFIG, STORE, TOKENS
+from gateway.authz import require_identity
 from gateway.durations import format_duration, parse_duration
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.handlers.common import now, read_json_object, require_identity
+from gateway.handlers.common import now, read_json_object
 from gateway.storage import TokenRecord
-from gateway.tokens import TokenKind
+from gateway.tokens.claims import TokenKind
 
 __all__ = ["create", "delete", "list_tokens", "show"]
 
@@ -89,7 +90,7 @@ async def create(request: web.Request) -> web.Response:
     description = _description(body)
     life = _life(body, request.app[CONFIG].tokens.api_token_max_life)
     try:
-        issued = await request.app[AUTHENTICATOR].issue(
+        issued = await request.app[TOKENS].issue(
             identity.user, TokenKind.API, life, description=description
         )
     except Conflict:
@@ -146,6 +147,6 @@ async def show(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Revoke one named token of the caller; from then on its id is 404."""
     record = await _own_token(request)
-    if not await request.app[STORE].delete_token(record.jti, now(request)):
+    if not await request.app[TOKENS].delete(record):
         raise NotFound("Token not found")
     return web.json_response({"message": "Token deleted"})

@@ -16,11 +16,11 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway.access import authorize
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, UPSTREAM_CLIENT
 from gateway.config import GatewayHeaders
 from gateway.errors import BadGateway, GatewayTimeout
 from gateway.netaddr import in_networks, parse_address
+from gateway.proxy.decision import authorize
 
 __all__ = ["CHUNK_SIZE", "proxy_to"]
 

@@ -8,11 +8,24 @@ tests drive them with an injected clock.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["KeyRecord", "NewToken", "NewUser", "Store", "TokenRecord", "User"]
+from gateway.storage.changes import ChangeFeed
+
+__all__ = [
+    "Change",
+    "KeyRecord",
+    "NewToken",
+    "NewUser",
+    "Revocation",
+    "Scope",
+    "Store",
+    "TokenRecord",
+    "User",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +101,42 @@ class TokenRecord:
     signing_kid: str | None
 
 
+class Scope(enum.StrEnum):
+    """What one revocation covers; the ``subject`` of a ``Revocation`` names it."""
+
+    TOKEN = "token"  # one token, by jti
+    FAMILY = "family"  # every token of one seed-004 login, by family id
+    USER = "user"  # every token of a user, and their cached credentials, by user id
+    USER_STATE = "user_state"  # a user's roles or enabled flag changed: tokens stay valid
+    KEYS = "keys"  # a tenant's signing keys were rotated or retired, by tenant id
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One change that can make a live token or a cached identity invalid."""
+
+    scope: Scope
+    subject: str
+    reason: str
+    #: Whose tokens or state; required for every scope but KEYS (caches index by user).
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A committed ``Revocation``, as the revocation log hands it to every process."""
+
+    seq: int
+    scope: Scope
+    subject: str
+    user_id: int | None
+
+
 class Store(Protocol):
     """Everything the gateway keeps. Methods raise ``gateway.errors.Conflict`` on duplicates."""
+
+    #: Announces committed revocations to every process (see ``storage.changes``).
+    feed: ChangeFeed
 
     async def close(self) -> None:
         """Release connections."""
@@ -134,7 +181,7 @@ class Store(Protocol):
         """Disable (revoking every live token) or enable a user. Returns tokens revoked."""
 
     async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
-        """Replace the user's role strings."""
+        """Replace the user's role strings (cached identities of the user are dropped)."""
 
     # Tokens
     async def add_tokens(self, tokens: Sequence[NewToken]) -> None:
@@ -144,11 +191,24 @@ class Store(Protocol):
                                offset: int = 0) -> list[TokenRecord]:
         """The user's tokens of ``kind`` that are not deleted, oldest first."""
 
-    async def delete_token(self, jti: str, now: float) -> bool:
+    async def delete_token(self, jti: str, user_id: int, now: float) -> bool:
         """Revoke and hide a token (named tokens: 404 from then on); False when already gone."""
 
-    async def revoke_family(self, family_id: str, reason: str, now: float) -> int:
-        """Revoke every live token descended from one login. Returns how many."""
+    async def revoke(self, revocation: Revocation, now: float) -> int:
+        """Revoke what ``revocation`` names and log it, in one transaction: the one seam.
+
+        Every change that can invalidate a live token or a cached identity (this method,
+        and the user, key and rotation methods that change more than tokens) writes its
+        ``Change`` to the revocation log in the transaction that makes it, and tells the
+        change feed after the commit. Returns how many token rows were revoked.
+        """
+
+    async def changes_since(self, seq: int) -> tuple[list[Change], int]:
+        """The logged changes after ``seq``, oldest first, and the oldest seq still kept
+        (a process behind that has missed changes and must drop its whole cache)."""
+
+    async def last_change(self) -> int:
+        """The newest seq in the revocation log (0 when empty)."""
 
     async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
                              *, revoke_old: bool) -> bool:
@@ -164,18 +224,14 @@ class Store(Protocol):
     async def get_token_and_user(self, jti: str) -> tuple[TokenRecord, User | None] | None:
         """The token row for ``jti`` with its user (None for media tokens), in one read."""
 
-    async def revoke_token(self, jti: str, reason: str, now: float) -> bool:
-        """Revoke one token; False when it was already revoked or never existed."""
-
-    async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
-        """Revoke every live token of a user. Returns how many."""
-
     async def consume_media(self, tenant: str, media_kid: str, now: float) -> bool:
         """Use a one-time media token: True for the first use only, in every process."""
 
-    async def prune(self, now: float, failures_before: float) -> tuple[int, int, int]:
-        """Drop expired token rows, login failures older than ``failures_before``, and
-        retired keys no unexpired token needs. Returns the three counts."""
+    async def prune(self, now: float, failures_before: float,
+                    changes_before: float) -> tuple[int, int, int]:
+        """Drop expired token rows, login failures older than ``failures_before``, retired
+        keys no unexpired token needs and revocation log rows older than ``changes_before``.
+        Returns the first three counts."""
 
     # Keys
     async def get_key(self, kid: str) -> KeyRecord | None:

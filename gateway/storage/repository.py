@@ -12,7 +12,16 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import Conflict
-from gateway.storage.base import KeyRecord, NewToken, NewUser, TokenRecord, User
+from gateway.storage.base import (
+    Change,
+    KeyRecord,
+    NewToken,
+    NewUser,
+    Revocation,
+    Scope,
+    TokenRecord,
+    User,
+)
 
 _USER_COLUMNS = (
     "id, tenant_id, username, email, password_hash, role, roles, disabled, created_at, updated_at"
@@ -182,33 +191,80 @@ async def user_tokens(conn: aiosqlite.Connection, user_id: int, kind: str, limit
 
 
 async def mark_deleted(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
+    """Hide a token (its revocation is the caller's, through ``revoke``)."""
     cursor = await conn.execute(
-        "UPDATE tokens SET deleted_at = ?, revoked_at = COALESCE(revoked_at, ?),"
-        " revoke_reason = COALESCE(revoke_reason, 'deleted') WHERE jti = ? AND deleted_at IS NULL",
-        (now, now, jti),
+        "UPDATE tokens SET deleted_at = ? WHERE jti = ? AND deleted_at IS NULL", (now, jti),
     )
     return cursor.rowcount == 1
 
 
-async def revoke_family(conn: aiosqlite.Connection, family_id: str, reason: str,
-                        now: float) -> int:
+async def mark_used(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
+    """Mark a live refresh token rotated out; False when it was used or revoked already."""
     cursor = await conn.execute(
-        "UPDATE tokens SET revoked_at = ?, revoke_reason = ?"
-        " WHERE family_id = ? AND revoked_at IS NULL",
-        (now, reason, family_id),
+        "UPDATE tokens SET used_at = ? WHERE jti = ? AND used_at IS NULL AND revoked_at IS NULL",
+        (now, jti),
+    )
+    return cursor.rowcount == 1
+
+
+_REVOKED_ROWS = {
+    Scope.TOKEN: "jti = ?",
+    Scope.FAMILY: "family_id = ?",
+    # Expired rows too: tokens.leeway keeps a token usable a little past its exp.
+    Scope.USER: "user_id = ?",
+}
+
+
+async def revoke(conn: aiosqlite.Connection, revocation: Revocation, now: float) -> int:
+    """The revocation seam: revoke the rows ``revocation`` covers and log the change.
+
+    Returns the token rows revoked. A token or family revocation that finds nothing live
+    logs nothing (no cache can hold it); user, user-state and key changes always log.
+    """
+    revoked = 0
+    where = _REVOKED_ROWS.get(revocation.scope)
+    if where is not None:
+        subject: str | int = (int(revocation.subject) if revocation.scope is Scope.USER
+                              else revocation.subject)
+        cursor = await conn.execute(
+            f"UPDATE tokens SET revoked_at = ?, revoke_reason = ?"  # noqa: S608 - constant clauses
+            f" WHERE {where} AND revoked_at IS NULL",
+            (now, revocation.reason, subject),
+        )
+        revoked = cursor.rowcount
+        if revoked == 0 and revocation.scope is not Scope.USER:
+            return 0
+    await conn.execute(
+        "INSERT INTO revocations (at, scope, subject, user_id, reason) VALUES (?, ?, ?, ?, ?)",
+        (now, revocation.scope.value, revocation.subject, revocation.user_id, revocation.reason),
+    )
+    return revoked
+
+
+async def changes_since(conn: aiosqlite.Connection, seq: int) -> tuple[list[Change], int]:
+    rows = await _all(
+        conn, "SELECT seq, scope, subject, user_id FROM revocations WHERE seq > ? ORDER BY seq",
+        (seq,),
+    )
+    oldest = await _one(conn, "SELECT MIN(seq) FROM revocations", ())
+    changes = [Change(seq=row[0], scope=Scope(row[1]), subject=row[2], user_id=row[3])
+               for row in rows]
+    return changes, oldest[0] or 0
+
+
+async def last_change(conn: aiosqlite.Connection) -> int:
+    row = await _one(conn, "SELECT MAX(seq) FROM revocations", ())
+    return int(row[0] or 0)
+
+
+async def delete_old_changes(conn: aiosqlite.Connection, before: float) -> int:
+    # The newest row always stays, so AUTOINCREMENT never hands out a seq twice and the
+    # oldest kept seq tells a process that slept through a pruning that it missed some.
+    cursor = await conn.execute(
+        "DELETE FROM revocations WHERE at < ? AND seq < (SELECT MAX(seq) FROM revocations)",
+        (before,),
     )
     return cursor.rowcount
-
-
-async def mark_used(conn: aiosqlite.Connection, jti: str, now: float, *, revoke: bool) -> bool:
-    cursor = await conn.execute(
-        "UPDATE tokens SET used_at = ?,"
-        " revoked_at = CASE WHEN ? THEN ? ELSE revoked_at END,"
-        " revoke_reason = CASE WHEN ? THEN 'rotated' ELSE revoke_reason END"
-        " WHERE jti = ? AND used_at IS NULL AND revoked_at IS NULL",
-        (now, revoke, now, revoke, jti),
-    )
-    return cursor.rowcount == 1
 
 
 async def token_by_jti(conn: aiosqlite.Connection, jti: str) -> TokenRecord | None:
@@ -231,25 +287,6 @@ async def token_and_user(conn: aiosqlite.Connection,
     width = len(_TOKEN_COLUMNS.split(","))
     user = None if row[width] is None else _user(row[width:])
     return _token(row[:width]), user
-
-
-async def revoke_token(conn: aiosqlite.Connection, jti: str, reason: str, now: float) -> bool:
-    cursor = await conn.execute(
-        "UPDATE tokens SET revoked_at = ?, revoke_reason = ? WHERE jti = ? AND revoked_at IS NULL",
-        (now, reason, jti),
-    )
-    return cursor.rowcount == 1
-
-
-async def revoke_user_tokens(conn: aiosqlite.Connection, user_id: int, reason: str,
-                             now: float) -> int:
-    cursor = await conn.execute(
-        # Expired rows too: tokens.leeway keeps a token usable a little past its exp.
-        "UPDATE tokens SET revoked_at = ?, revoke_reason = ?"
-        " WHERE user_id = ? AND revoked_at IS NULL",
-        (now, reason, user_id),
-    )
-    return cursor.rowcount
 
 
 async def delete_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:

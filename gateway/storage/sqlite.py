@@ -6,10 +6,12 @@ different processes); a separate read-only connection serves reads, which WAL le
 beside a writer. ``synchronous`` is FULL by default: a committed 200/201 survives power
 loss, not only a process crash (``storage.synchronous: normal`` trades that for speed).
 
-How a revocation reaches every process: revocations are committed rows, and every
-authenticated request reads its token's row (and user) from the file through the reader
-connection, with no cache in between; a new read transaction in WAL mode always sees
-every commit made before it started, whichever process made it.
+How a revocation reaches every process: each is committed together with its row in the
+revocation log (``repository.revoke``, the one seam), and after the commit the store bumps
+the change feed, a counter in ``<database>.epoch`` mapped into every process on this file
+(``storage.changes``). Each process checks that counter before it answers from its
+identity cache and, when it moved, reads the log from the reader connection: a new read
+transaction in WAL mode sees every commit made before it started, whichever process made it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ import aiosqlite
 
 from gateway.resources import migrations_dir
 from gateway.storage import repository as sql
-from gateway.storage.base import KeyRecord, NewToken, NewUser, TokenRecord, User
+from gateway.storage.base import (
+    Change,
+    KeyRecord,
+    NewToken,
+    NewUser,
+    Revocation,
+    Scope,
+    TokenRecord,
+    User,
+)
+from gateway.storage.changes import ChangeFeed, EpochFile
 from gateway.storage.migrations import apply_migrations
 
 __all__ = ["SQLiteStore", "open_sqlite_store"]
@@ -50,13 +62,16 @@ async def _connect(path: Path, *, synchronous: str, busy_timeout: float,
 class SQLiteStore:
     """``Store`` on one SQLite file (see the module docstring for the locking design)."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 feed: EpochFile) -> None:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self.feed: ChangeFeed = feed
 
     @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, *, revokes: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; ``revokes``: it may log a change, so bump the feed after."""
         async with self._write_lock:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
@@ -65,10 +80,13 @@ class SQLiteStore:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
+        if revokes:
+            self.feed.bump()
 
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
+        self.feed.close()
 
     async def ping(self) -> None:
         await sql.select_one(self._reader)
@@ -116,22 +134,24 @@ class SQLiteStore:
 
     async def set_password(self, user_id: int, password_hash: str, now: float,
                            *, revoke_tokens: bool = True) -> int:
-        async with self._write() as conn:
+        async with self._write(revokes=revoke_tokens) as conn:
             await sql.update_password(conn, user_id, password_hash, now)
             if not revoke_tokens:
-                return 0
-            return await sql.revoke_user_tokens(conn, user_id, "password_changed", now)
+                return 0  # a rehash of the same password on login
+            return await sql.revoke(conn, _user_change(Scope.USER, user_id, "password_changed"), now)
 
     async def set_disabled(self, user_id: int, disabled: bool, now: float) -> int:
-        async with self._write() as conn:
+        async with self._write(revokes=True) as conn:
             await sql.update_disabled(conn, user_id, disabled, now)
             if not disabled:
+                await sql.revoke(conn, _user_change(Scope.USER_STATE, user_id, "user_enabled"), now)
                 return 0
-            return await sql.revoke_user_tokens(conn, user_id, "user_disabled", now)
+            return await sql.revoke(conn, _user_change(Scope.USER, user_id, "user_disabled"), now)
 
     async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
-        async with self._write() as conn:
+        async with self._write(revokes=True) as conn:
             await sql.update_roles(conn, user_id, roles, now)
+            await sql.revoke(conn, _user_change(Scope.USER_STATE, user_id, "roles_changed"), now)
 
     # Tokens
 
@@ -145,19 +165,31 @@ class SQLiteStore:
         return await sql.user_tokens(self._reader, user_id, kind,
                                      -1 if limit is None else limit, offset)
 
-    async def delete_token(self, jti: str, now: float) -> bool:
-        async with self._write() as conn:
-            return await sql.mark_deleted(conn, jti, now)
+    async def delete_token(self, jti: str, user_id: int, now: float) -> bool:
+        async with self._write(revokes=True) as conn:
+            if not await sql.mark_deleted(conn, jti, now):
+                return False
+            await sql.revoke(conn, Revocation(Scope.TOKEN, jti, "deleted", user_id), now)
+            return True
 
-    async def revoke_family(self, family_id: str, reason: str, now: float) -> int:
-        async with self._write() as conn:
-            return await sql.revoke_family(conn, family_id, reason, now)
+    async def revoke(self, revocation: Revocation, now: float) -> int:
+        async with self._write(revokes=True) as conn:
+            return await sql.revoke(conn, revocation, now)
+
+    async def changes_since(self, seq: int) -> tuple[list[Change], int]:
+        return await sql.changes_since(self._reader, seq)
+
+    async def last_change(self) -> int:
+        return await sql.last_change(self._reader)
 
     async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
                              *, revoke_old: bool) -> bool:
-        async with self._write() as conn:
-            if not await sql.mark_used(conn, old_jti, now, revoke=revoke_old):
+        async with self._write(revokes=revoke_old) as conn:
+            if not await sql.mark_used(conn, old_jti, now):
                 return False
+            if revoke_old:
+                user_id = new_tokens[0].user_id if new_tokens else None
+                await sql.revoke(conn, Revocation(Scope.TOKEN, old_jti, "rotated", user_id), now)
             for token in new_tokens:
                 await sql.insert_token(conn, token)
             return True
@@ -168,23 +200,17 @@ class SQLiteStore:
     async def get_token_and_user(self, jti: str) -> tuple[TokenRecord, User | None] | None:
         return await sql.token_and_user(self._reader, jti)
 
-    async def revoke_token(self, jti: str, reason: str, now: float) -> bool:
-        async with self._write() as conn:
-            return await sql.revoke_token(conn, jti, reason, now)
-
-    async def revoke_user_tokens(self, user_id: int, reason: str, now: float) -> int:
-        async with self._write() as conn:
-            return await sql.revoke_user_tokens(conn, user_id, reason, now)
-
     async def consume_media(self, tenant: str, media_kid: str, now: float) -> bool:
         async with self._write() as conn:
             return await sql.consume_media(conn, tenant, media_kid, now)
 
-    async def prune(self, now: float, failures_before: float) -> tuple[int, int, int]:
+    async def prune(self, now: float, failures_before: float,
+                    changes_before: float) -> tuple[int, int, int]:
         async with self._write() as conn:
             tokens = await sql.delete_expired_tokens(conn, now)
             failures = await sql.delete_old_failures(conn, failures_before)
             keys = await sql.delete_unneeded_keys(conn, now)
+            await sql.delete_old_changes(conn, changes_before)
         return tokens, failures, keys
 
     # Keys
@@ -205,10 +231,11 @@ class SQLiteStore:
 
     async def rotate_keys(self, tenant: str, new_keys: Sequence[KeyRecord], now: float) -> list[str]:
         retired: list[str] = []
-        async with self._write() as conn:
+        async with self._write(revokes=True) as conn:
             for key in new_keys:
                 retired += await sql.retire_active_keys(conn, tenant, key.family, now)
                 await sql.insert_key(conn, key)
+            await sql.revoke(conn, Revocation(Scope.KEYS, tenant, "keys_rotated"), now)
         return retired
 
     async def list_keys(self, tenant: str) -> list[KeyRecord]:
@@ -227,6 +254,10 @@ class SQLiteStore:
     async def clear_login_failures(self, tenant: str, account: str) -> None:
         async with self._write() as conn:
             await sql.delete_account_failures(conn, tenant, account)
+
+
+def _user_change(scope: Scope, user_id: int, reason: str) -> Revocation:
+    return Revocation(scope, str(user_id), reason, user_id)
 
 
 def _create_private_file(path: Path) -> None:
@@ -250,4 +281,4 @@ async def open_sqlite_store(path: Path, *, synchronous: str = "full",
     except BaseException:
         await writer.close()
         raise
-    return SQLiteStore(writer, reader)
+    return SQLiteStore(writer, reader, EpochFile(path.with_name(path.name + ".epoch")))

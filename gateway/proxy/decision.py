@@ -17,11 +17,11 @@ from jose import jwt
 from jose.exceptions import JOSEError
 
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, MEDIA_URL, RULES, TENANT
-from gateway.auth import Identity
-from gateway.errors import BadRequest, Forbidden, Unauthenticated
-from gateway.handlers.common import authenticate
-from gateway.rules import BadPath, decide, normalize_path
-from gateway.tokens import TokenKind
+from gateway.authz import authenticate, require_role
+from gateway.errors import BadRequest, Forbidden
+from gateway.identity.credentials import Identity
+from gateway.proxy.rules import BadPath, decide, normalize_path
+from gateway.tokens.claims import TokenKind
 
 __all__ = ["authorize"]
 
@@ -59,14 +59,6 @@ def _headers(request: web.Request, identity: Identity | None, token_id: str) -> 
     }
 
 
-def _require_role(identity: Identity | None, roles: frozenset[str] | None) -> None:
-    """401 without an identity; 403 when ``roles`` is set and the user has none of them."""
-    if identity is None:
-        raise Unauthenticated()
-    if roles is not None and not roles & set(identity.user.roles):
-        raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(roles)))
-
-
 async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str, str]:
     """Decide for the original request ``method uri``; the identity headers, or raise."""
     config = request.app[CONFIG]
@@ -95,7 +87,7 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
             # token: bad user credentials (401) and the rule's roles (403).
             identity = await user()
             if decision.roles is not None:
-                _require_role(identity, decision.roles)
+                require_role(identity, decision.roles)
 
             async def resolved() -> Identity | None:
                 return identity
@@ -106,7 +98,5 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
             )
             return _headers(request, identity, grant.kid)
 
-    identity = await authenticate(request)
-    _require_role(identity, decision.roles)
-    assert identity is not None
+    identity = require_role(await authenticate(request), decision.roles)
     return _headers(request, identity, identity.token.jti if identity.token else "")

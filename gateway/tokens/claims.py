@@ -19,7 +19,7 @@ from jose import jwt
 from jose.exceptions import JOSEError
 
 from gateway.errors import InvalidToken
-from gateway.keyring import Keyring
+from gateway.tokens.keyring import Keyring
 
 __all__ = [
     "DECODE_OPTIONS",

@@ -21,7 +21,7 @@ from typing import Any
 
 from jose import jwt
 
-from gateway.auth import Identity
+from gateway.authz import user_matches
 from gateway.config import Config
 from gateway.errors import (
     AddressNotAllowed,
@@ -36,16 +36,13 @@ from gateway.errors import (
     UserNotAllowed,
     WrongTenant,
 )
-from gateway.keyring import FAMILY_OF, MediaKeyCache, generate_key
-from gateway.media_tokens import (
-    MediaTokenRequest,
-    address_allowed,
-    build_claims,
-    user_allowed,
-)
+from gateway.identity.cache import CachedMedia, IdentityCache
+from gateway.identity.credentials import Identity
+from gateway.media.keys import FAMILY_OF, MediaKeyCache, generate_key
+from gateway.media.params import MediaTokenRequest, address_allowed, build_claims, parse_ranges
 from gateway.netaddr import IPAddress
 from gateway.storage import KeyRecord, NewToken, Store
-from gateway.tokens import TokenKind, checked_header, decode_with, is_number
+from gateway.tokens.claims import TokenKind, checked_header, decode_with, is_number
 
 __all__ = ["IssuedMediaToken", "MediaGrant", "MediaService"]
 
@@ -78,10 +75,12 @@ class MediaGrant:
 class MediaService:
     """Issues and checks media tokens with per-tenant keys kept in the store."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(self, config: Config, store: Store, clock: Callable[[], float],
+                 cache: IdentityCache | None = None) -> None:
         self._config = config
         self._store = store
         self._clock = clock
+        self._cache = cache
         self._key_objects = MediaKeyCache()
         self._records: dict[str, KeyRecord] = {}
         # RSA/EC signing of a burst runs here, not on the event loop (SPEC §6).
@@ -153,21 +152,35 @@ class MediaService:
 
     # Checking
 
-    async def _verified_claims(self, token: object) -> dict[str, Any]:
+    async def _verified(self, token: object) -> CachedMedia:
+        """The token's verified claims: from the cache, else checked and remembered."""
+        cache = self._cache
+        epoch = await cache.sync() if cache is not None else None
+        if epoch is not None and isinstance(token, str):
+            assert cache is not None
+            found = cache.media(token)
+            if found is not None:
+                return found
         token, header = checked_header(token, self._config.media.algorithms)
         algorithm = str(header["alg"])
-        found = await self._verification_key(header.get("kid"), algorithm)
-        if found is None:
+        key = await self._verification_key(header.get("kid"), algorithm)
+        if key is None:
             raise InvalidToken()
-        record, key = found
-        claims = decode_with(token, key, algorithm, self._config.tokens.issuer)
+        record, key_object = key
+        claims = decode_with(token, key_object, algorithm, self._config.tokens.issuer)
         if (claims.get("token_type") != TokenKind.MEDIA.value
                 or claims.get("tenant") != record.tenant
                 or not isinstance(claims.get("kid"), str) or not isinstance(claims.get("jti"), str)
                 or not all(is_number(claims.get(name)) for name in ("iat", "nbf", "exp"))
                 or not isinstance(claims.get("context"), dict)):
             raise InvalidToken()
-        return claims
+        ranges = claims["context"].get("rangeip") or []
+        if not isinstance(ranges, list):
+            raise InvalidToken()
+        entry = CachedMedia(claims=claims, ranges=parse_ranges(ranges), tenant=record.tenant)
+        if cache is not None:
+            cache.put_media(token, entry, epoch)
+        return entry
 
     async def check(
         self,
@@ -179,15 +192,15 @@ class MediaService:
         identity: Callable[[], Awaitable[Identity | None]],
     ) -> MediaGrant:
         """Pass a media token for one use, or raise the first failing restriction."""
-        claims = await self._verified_claims(token)
+        verified = await self._verified(token)
+        claims = verified.claims
         now, leeway = self._clock(), self._config.tokens.leeway
         if now < claims["nbf"] - leeway:
             raise TokenNotYetValid()
         if now > claims["exp"] + leeway:
             raise TokenExpired()
         context: dict[str, Any] = claims["context"]
-        ranges = context.get("rangeip") or []
-        if not isinstance(ranges, list) or not address_allowed(address, [str(r) for r in ranges]):
+        if not address_allowed(address, verified.ranges):
             raise AddressNotAllowed()
         media = context.get("media") or {}
         wanted_media = media.get("id") if isinstance(media, dict) else None
@@ -198,7 +211,7 @@ class MediaService:
             user = await identity()
             if user is None:
                 raise UserCredentialRequired()
-            if not user_allowed(restriction, user.user.username, user.user.roles):
+            if not user_matches(restriction, user.user.username, user.user.roles):
                 raise UserNotAllowed()
         if claims["tenant"] != tenant:
             raise WrongTenant()

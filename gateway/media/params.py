@@ -2,8 +2,8 @@
 
 ``parse_request`` turns a decoded body (JSON, or PHP-bracket form via ``forms``) plus the
 tenant's defaults into ``MediaTokenRequest``, raising ``BadRequest`` that names the field.
-``build_claims`` makes the token's claims, and the ``check_*`` functions decide each
-restriction at use; ``media.check_media_token`` runs them in SPEC §5.4's order.
+``build_claims`` makes the token's claims; ``MediaService.check`` (``media.service``)
+enforces them at use, in SPEC §5.4's order.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ __all__ = [
     "address_allowed",
     "build_claims",
     "defaults_for",
+    "parse_ranges",
     "parse_request",
-    "user_allowed",
 ]
 
 SUBJECT = "Media download"
@@ -210,33 +210,25 @@ def build_claims(request: MediaTokenRequest, *, jti: str, tenant: str, issuer: s
     }
 
 
-def address_allowed(address: IPAddress | None, ranges: Sequence[str]) -> bool:
-    """True when ``ranges`` is empty or ``address`` lies in one of them."""
+def parse_ranges(ranges: Sequence[object]) -> tuple[IPNetwork, ...] | None:
+    """A token's ``rangeip`` as networks, parsed once; None when it restricts nothing.
+
+    Entries that do not parse are skipped, so a list of only unreadable entries refuses
+    every address rather than allowing any.
+    """
     if not ranges:
-        return True
-    if address is None:
-        return False
-    networks = []
+        return None
+    networks: list[IPNetwork] = []
     for text in ranges:
         try:
-            networks.append(ipaddress.ip_network(text, strict=False))
+            networks.append(ipaddress.ip_network(str(text), strict=False))
         except ValueError:
             continue
-    return in_networks(address, networks)
+    return tuple(networks)
 
 
-def user_allowed(restriction: Mapping[str, Any], username: str | None,
-                 roles: Sequence[str]) -> bool:
-    """True when the restriction is empty, or the user has its username or one of its roles.
-
-    ``username`` None means the request carries no user credential.
-    """
-    wanted_name = restriction.get("username")
-    wanted_roles = restriction.get("roles") or []
-    if not wanted_name and not wanted_roles:
+def address_allowed(address: IPAddress | None, networks: tuple[IPNetwork, ...] | None) -> bool:
+    """True when ``networks`` is None (no restriction) or ``address`` lies in one of them."""
+    if networks is None:
         return True
-    if username is None:
-        return False
-    if wanted_name and username == wanted_name:
-        return True
-    return bool(set(wanted_roles) & set(roles))
+    return address is not None and in_networks(address, networks)

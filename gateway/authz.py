@@ -1,0 +1,106 @@
+"""Who may do what: the caller's identity for a request, and every permission check.
+
+Identity is resolved once per request and kept on it (``authenticate``); authorization
+decisions are the small functions below, used by the handlers and the reverse-proxy
+decision alike, so a rule about roles lives in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway.appkeys import CLIENT_ADDRESS, CREDENTIALS, IDENTITY, RESOLVER, TENANT
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.identity.credentials import Identity
+from gateway.netaddr import address_text
+from gateway.storage import User
+
+__all__ = [
+    "ADMIN_ROLE",
+    "Role",
+    "authenticate",
+    "is_admin",
+    "may_issue_media",
+    "require_identity",
+    "require_role",
+    "user_matches",
+]
+
+#: The role string that lets a plain user mint media tokens (seed 000's Symfony clients).
+ADMIN_ROLE = "ROLE_ADMIN"
+
+
+class Role(enum.IntEnum):
+    """A user's ``role`` (seed 003's numbering)."""
+
+    ROOT = 0
+    ADMIN = 1
+    USER = 2
+
+
+async def authenticate(request: web.Request) -> Identity | None:
+    """The request's identity, resolved once and kept; None when it has no credentials.
+
+    Bad credentials raise (401/403) here, not in the middleware, so routes that do not
+    need an identity are not affected by them.
+    """
+    cached = request[IDENTITY]
+    if cached is not None:
+        return cached
+    credentials = request[CREDENTIALS]
+    if credentials is None:
+        return None
+    identity = await request.app[RESOLVER].resolve(
+        credentials, request[TENANT], address_text(request[CLIENT_ADDRESS])
+    )
+    request[IDENTITY] = identity
+    return identity
+
+
+async def require_identity(request: web.Request) -> Identity:
+    """The request's identity, or 401 when it has none."""
+    identity = await authenticate(request)
+    if identity is None:
+        raise Unauthenticated()
+    return identity
+
+
+def require_role(identity: Identity | None, roles: frozenset[str] | None) -> Identity:
+    """401 without an identity; 403 when ``roles`` is set and the user has none of them."""
+    if identity is None:
+        raise Unauthenticated()
+    if roles is not None and not roles.intersection(identity.user.roles):
+        raise Forbidden("This resource needs one of the roles: " + ", ".join(sorted(roles)))
+    return identity
+
+
+def is_admin(user: User) -> bool:
+    """Root or admin by ``role``."""
+    return user.role <= Role.ADMIN
+
+
+def may_issue_media(user: User) -> bool:
+    """``POST /token`` is for admins: role root/admin, or the ``ROLE_ADMIN`` role string."""
+    return is_admin(user) or ADMIN_ROLE in user.roles
+
+
+def user_matches(restriction: Mapping[str, Any], username: str | None,
+                 roles: Iterable[str]) -> bool:
+    """True when the restriction is empty, or the user has its username or one of its roles.
+
+    ``username`` None means the request carries no user credential (a media token's
+    ``context.user``, SPEC §5.4).
+    """
+    wanted_name = restriction.get("username")
+    wanted_roles = restriction.get("roles") or []
+    if not wanted_name and not wanted_roles:
+        return True
+    if username is None:
+        return False
+    if wanted_name and username == wanted_name:
+        return True
+    return bool(set(wanted_roles).intersection(roles))

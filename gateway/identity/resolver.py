@@ -1,0 +1,134 @@
+"""From credentials to an ``Identity``, in named steps: the cache, else decode and the store.
+
+``Resolver.resolve`` is the request path of SPEC §4. A user token goes
+``cache.sync → cache.token → (miss) decode_user_token → store row and user → live → put``;
+a Basic credential goes ``cache.basic → (miss) PasswordCheck.check → put_basic``. The
+cache and what keeps it correct are described in ``identity.cache``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from gateway.config import Config
+from gateway.errors import Forbidden, InvalidCredentials, InvalidToken, Unauthenticated
+from gateway.identity.cache import CachedToken, IdentityCache
+from gateway.identity.credentials import (
+    BEARER_KINDS,
+    SESSION_KINDS,
+    VERIFY_KINDS,
+    Credentials,
+    Identity,
+    hash_key,
+)
+from gateway.identity.logins import PasswordCheck
+from gateway.storage import Store, TokenRecord, User
+from gateway.tokens.claims import TokenKind, decode_user_token
+from gateway.tokens.keyring import Keyring
+
+__all__ = ["Resolver", "live"]
+
+
+def live(claims: dict[str, Any],
+         found: tuple[TokenRecord, User | None] | None) -> tuple[TokenRecord, User]:
+    """The row and user of decoded ``claims`` when the token is live, else InvalidToken."""
+    if found is None:
+        raise InvalidToken()
+    record, user = found
+    if (record.revoked_at is not None or record.kind != claims["token_type"]
+            or record.tenant != claims["tenant"] or user is None
+            or str(record.user_id) != claims["sub"] or user.disabled):
+        raise InvalidToken()
+    return record, user
+
+
+class Resolver:
+    """Resolves credentials to identities, remembering what it verified."""
+
+    def __init__(self, config: Config, store: Store, keyring: Keyring, logins: PasswordCheck,
+                 cache: IdentityCache, clock: Callable[[], float]) -> None:
+        self._issuer = config.tokens.issuer
+        self._leeway = config.tokens.leeway
+        self._store = store
+        self._keyring = keyring
+        self._logins = logins
+        self.cache = cache
+        self._clock = clock
+
+    async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:
+        """The identity behind ``credentials`` on a request made for ``tenant``, or raise."""
+        if credentials.scheme == "basic":
+            return await self._basic(credentials, tenant, address)
+        if credentials.scheme == "bearer":
+            return await self.token_identity(credentials.token, tenant, BEARER_KINDS)
+        if credentials.scheme == "session":
+            return await self.token_identity(credentials.token, tenant, SESSION_KINDS,
+                                             key=credentials.key)
+        raise Unauthenticated("Unreadable credentials")
+
+    async def token_identity(self, token: str, tenant: str, kinds: frozenset[TokenKind], *,
+                             key: str | None = None) -> Identity:
+        """The identity of a live user token of one of ``kinds``, or raise InvalidToken.
+
+        A session token (asked for with ``SESSION_KINDS``, or presented as a Bearer token)
+        also needs its ``key``, compared in constant time with the stored hash.
+        """
+        entry = await self._entry(token, kinds)
+        record = entry.identity.token
+        assert record is not None
+        if kinds is SESSION_KINDS or entry.kind == TokenKind.SESSION:
+            if not key or record.key_hash is None or not secrets.compare_digest(
+                hash_key(key), record.key_hash
+            ):
+                raise InvalidToken()
+        if entry.tenant != tenant:
+            raise Forbidden("This token belongs to another tenant")
+        return entry.identity
+
+    async def verify(self, token: object, tenant: str) -> None:
+        """Raise InvalidToken unless ``token`` is a live access or refresh token of ``tenant``."""
+        if not isinstance(token, str):
+            raise InvalidToken()
+        if (await self._entry(token, VERIFY_KINDS)).tenant != tenant:
+            raise InvalidToken()
+
+    async def _entry(self, token: str, kinds: frozenset[TokenKind]) -> CachedToken:
+        cache = self.cache
+        epoch = await cache.sync()
+        now = self._clock()
+        entry = cache.token(token) if epoch is not None else None
+        if entry is not None:
+            if entry.kind in kinds and entry.not_before <= now <= entry.expires:
+                return entry
+            if now > entry.expires:
+                cache.forget(token)
+        claims = decode_user_token(self._keyring, token, kinds=kinds, issuer=self._issuer,
+                                   now=now, leeway=self._leeway)
+        record, user = live(claims, await self._store.get_token_and_user(claims["jti"]))
+        iat = claims["iat"]
+        entry = CachedToken(
+            identity=Identity(user=user, token=record,
+                              method="session" if record.kind == TokenKind.SESSION else "bearer"),
+            kind=record.kind, tenant=record.tenant,
+            not_before=max(iat, claims.get("nbf", iat)) - self._leeway,
+            expires=claims["exp"] + self._leeway,
+        )
+        cache.put_token(token, entry, epoch)
+        return entry
+
+    async def _basic(self, credentials: Credentials, tenant: str, address: str) -> Identity:
+        cache = self.cache
+        epoch = await cache.sync()
+        now = self._clock()
+        key = cache.basic_key(tenant, credentials.username, credentials.password)
+        user = cache.basic(key, now) if epoch is not None else None
+        if user is None:
+            try:
+                user = await self._logins.check(tenant, credentials.username,
+                                                credentials.password, address)
+            except InvalidCredentials:
+                raise Unauthenticated("Invalid username or password") from None
+            cache.put_basic(key, user, now, epoch)
+        return Identity(user=user, token=None, method="basic")

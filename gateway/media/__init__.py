@@ -1,0 +1,1 @@
+"""Media download tokens (seed 000): request parameters, tenant keys, issuing and checking."""

@@ -1,0 +1,75 @@
+"""The wiring, once: the store chosen from the config, and every service built on it.
+
+``create_app`` and the CLI both call ``open_store`` and ``build_services``, so a server and
+a CLI command on the same database run the same code: a revocation made by
+``gateway users passwd`` goes through the same seam as one made over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config import Config
+from gateway.identity.cache import IdentityCache
+from gateway.identity.logins import PasswordCheck
+from gateway.identity.resolver import Resolver
+from gateway.media.service import MediaService
+from gateway.passwords import PasswordHasher
+from gateway.storage import Store, open_sqlite_store
+from gateway.tokens.keyring import Keyring, load_user_secret
+from gateway.tokens.lifecycle import TokenService
+
+__all__ = ["Services", "build_services", "make_hasher", "open_store"]
+
+
+async def open_store(config: Config) -> Store:
+    """Open (and migrate) the database the config names."""
+    return await open_sqlite_store(
+        config.storage.path, synchronous=config.storage.synchronous,
+        busy_timeout=config.storage.busy_timeout,
+    )
+
+
+def make_hasher(config: Config) -> PasswordHasher:
+    """argon2id with the configured cost, in a pool of one thread per core."""
+    settings = config.passwords
+    return PasswordHasher(memory_cost_kib=settings.memory_cost_kib, time_cost=settings.time_cost,
+                          parallelism=settings.parallelism, threads=os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything a request or a command needs beyond the config."""
+
+    store: Store
+    keyring: Keyring
+    cache: IdentityCache
+    logins: PasswordCheck
+    resolver: Resolver
+    tokens: TokenService
+    media: MediaService
+
+    def close(self) -> None:
+        """Stop the media signing pool (the store and hasher are closed by their owners)."""
+        self.media.close()
+
+
+async def build_services(config: Config, store: Store, hasher: PasswordHasher,
+                         clock: Callable[[], float]) -> Services:
+    """Build the services over an open store; the identity cache starts at the log's end."""
+    secret = config.secret_key.get_secret_value() if config.secret_key else None
+    keyring = Keyring(load_user_secret(secret, config.data_dir))
+    cache = IdentityCache(store, size=config.cache.size, basic_ttl=config.cache.basic_ttl)
+    await cache.start()
+    logins = PasswordCheck(config, store, hasher, clock)
+    return Services(
+        store=store,
+        keyring=keyring,
+        cache=cache,
+        logins=logins,
+        resolver=Resolver(config, store, keyring, logins, cache, clock),
+        tokens=TokenService(config, store, keyring, clock),
+        media=MediaService(config, store, clock, cache),
+    )

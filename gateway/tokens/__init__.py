@@ -1,0 +1,1 @@
+"""User tokens: claims and verification (pure), signing keys, and their lifecycle."""
