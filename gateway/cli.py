@@ -23,7 +23,7 @@ from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, ServerConfig, load_config
 from gateway.errors import GatewayError
 from gateway.passwords import validate_new_password
-from gateway.services import make_hasher, open_store
+from gateway.services import Services, build_services, make_hasher, open_store
 from gateway.storage import MigrationError, NewUser, Store, User
 
 __all__ = ["main"]
@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     tokens.add_parser("prune", parents=[common],
                       help="drop expired token rows and stale login failures")
+    tokens.add_parser("revoke", parents=[common, tenant],
+                      help="log a user out everywhere: revoke every token of the user"
+                      ).add_argument("username")
     return parser
 
 
@@ -125,6 +128,23 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -
         return await action(store)
     finally:
         await store.close()
+
+
+async def _with_services(config: Config, action: Callable[[Services], Awaitable[T]]) -> T:
+    """Run ``action`` with the services a server builds (``services.build_services``)."""
+    hasher = make_hasher(config)
+
+    async def run(store: Store) -> T:
+        services = await build_services(config, store, hasher, time.time)
+        try:
+            return await action(services)
+        finally:
+            services.close()
+
+    try:
+        return await _with_store(config, run)
+    finally:
+        hasher.close()
 
 
 async def _prepare(config: Config) -> None:
@@ -398,11 +418,10 @@ def _tenants(config: Config, args: argparse.Namespace) -> int:
 
 
 def _keys(config: Config, args: argparse.Namespace) -> int:
-    from gateway.media.service import MediaService
-
     tenant = args.tenant
 
-    async def run(store: Store) -> int:
+    async def run(services: Services) -> int:
+        store = services.store
         if not await store.tenant_exists(tenant):
             raise CommandError(f"no tenant {tenant!r}")
         if args.action == "list":
@@ -412,11 +431,7 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
                 status = "active" if key.retired_at is None else "retired"
                 print(f"{key.kid:<44} {key.family:<8} {made:<20} {status}")
             return 0
-        service = MediaService(config, store, time.time)
-        try:
-            retired, created = await service.rotate(tenant)
-        finally:
-            service.close()
+        retired, created = await services.media.rotate(tenant)
         if not created:
             print(f"tenant {tenant!r} has no keys yet; they are made on first use")
             return 0
@@ -424,10 +439,18 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
               "(still verifying their tokens until 'gateway tokens prune' finds them unneeded)")
         return 0
 
-    return asyncio.run(_with_store(config, run))
+    return asyncio.run(_with_services(config, run))
 
 
 def _tokens(config: Config, args: argparse.Namespace) -> int:
+    if args.action == "revoke":
+        async def revoke(services: Services) -> int:
+            user = await _existing_user(services.store, args.tenant, args.username)
+            return await services.tokens.revoke_user(user, "logged_out_everywhere")
+
+        revoked = asyncio.run(_with_services(config, revoke))
+        print(f"{revoked} token(s) of {args.username!r} revoked")
+        return 0
     now = time.time()
     # Expired tokens are refused by their exp claim alone, so their rows can go; keep
     # the leeway's worth so a token still accepted under leeway keeps its row.
