@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.appkeys import (
+    CLIENT_ADDRESSES,
     CLOCK,
     CONFIG,
     HASHER,
@@ -28,7 +29,9 @@ from gateway.appkeys import (
 )
 from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import Config
+from gateway.logs import flush_access_log
 from gateway.middlewares import MIDDLEWARES
+from gateway.netaddr import ClientAddresses
 from gateway.proxy.rules import compile_rules
 from gateway.resources import openapi_path
 from gateway.routes import setup_routes
@@ -87,6 +90,10 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def _flush_access_log(app: web.Application) -> None:
+    flush_access_log()
+
+
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the gateway for ``config``; resources open on startup and close on cleanup."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.server.max_body_size)
@@ -95,6 +102,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[OPENAPI_DOCUMENT] = openapi_path().read_bytes()
     app[RULES] = compile_rules(config.gateway.rules)
     app[MEDIA_URL] = re.compile(config.media.url_pattern)
+    app[CLIENT_ADDRESSES] = ClientAddresses(config.server.trusted_proxies)
+    app.on_cleanup.append(_flush_access_log)
     app.cleanup_ctx.extend([_passwords, _storage, _services, _upstream_client])
     setup_routes(app)
     return app

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gateway.identity.logins import PasswordCheck
     from gateway.identity.resolver import Resolver
     from gateway.media.service import MediaService
-    from gateway.netaddr import IPAddress
+    from gateway.netaddr import ClientAddresses, IPAddress
     from gateway.passwords import PasswordHasher
     from gateway.proxy.rules import CompiledRule
     from gateway.storage import Store
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "CLIENT_ADDRESSES",
     "CLOCK",
     "CONFIG",
     "CREDENTIALS",
@@ -64,6 +65,8 @@ OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 #: gateway.rules and media.url_pattern, compiled once at start.
 RULES: web.AppKey[tuple[CompiledRule, ...]] = web.AppKey("rules")
 MEDIA_URL: web.AppKey[re.Pattern[str]] = web.AppKey("media_url")
+#: The client address behind ``server.trusted_proxies`` (memoised per process).
+CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The pooled HTTP client of the built-in proxy (only when upstreams are configured).
 UPSTREAM_CLIENT: web.AppKey[ClientSession] = web.AppKey("upstream_client")
 #: Tenants known to exist; tenants are never deleted, so a hit needs no database read.

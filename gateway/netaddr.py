@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "ClientAddresses",
     "IPAddress",
     "IPNetwork",
     "address_text",
@@ -73,3 +74,30 @@ def client_address(
     if real_ip:
         return parse_address(real_ip) or peer_address
     return peer_address
+
+
+class ClientAddresses:
+    """``client_address`` for one list of trusted proxies, remembering recent answers.
+
+    A server sees few distinct (peer, forwarding headers) triples, and parsing them costs
+    more than the rest of a cached ``/auth``; the memory is cleared when it grows past
+    ``size`` entries, so it stays bounded whatever clients send.
+    """
+
+    def __init__(self, trusted: Sequence[IPNetwork], size: int = 4096) -> None:
+        self._trusted = tuple(trusted)
+        self._size = size
+        self._known: dict[tuple[str | None, str | None, str | None], IPAddress | None] = {}
+
+    def __call__(self, peer: str | None, forwarded_for: str | None,
+                 real_ip: str | None) -> IPAddress | None:
+        key = (peer, forwarded_for, real_ip)
+        try:
+            return self._known[key]
+        except KeyError:
+            pass
+        address = client_address(peer, forwarded_for, real_ip, self._trusted)
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[key] = address
+        return address
