@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,10 +17,9 @@ from gateway.appkeys import (
     KEYRING,
     LOGINS,
     MEDIA,
-    MEDIA_URL,
     OPENAPI_DOCUMENT,
     RESOLVER,
-    RULES,
+    RULEBOOK,
     STORE,
     TENANTS_SEEN,
     TOKENS,
@@ -32,7 +30,7 @@ from gateway.config import Config
 from gateway.logs import flush_access_log
 from gateway.middlewares import MIDDLEWARES
 from gateway.netaddr import ClientAddresses
-from gateway.proxy.rules import compile_rules
+from gateway.proxy.rules import RuleBook
 from gateway.resources import openapi_path
 from gateway.routes import setup_routes
 from gateway.services import build_services, make_hasher, open_store
@@ -100,8 +98,8 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[CONFIG] = config
     app[CLOCK] = clock
     app[OPENAPI_DOCUMENT] = openapi_path().read_bytes()
-    app[RULES] = compile_rules(config.gateway.rules)
-    app[MEDIA_URL] = re.compile(config.media.url_pattern)
+    app[RULEBOOK] = RuleBook(config.gateway.rules, config.gateway.default_policy,
+                             config.media.url_pattern)
     app[CLIENT_ADDRESSES] = ClientAddresses(config.server.trusted_proxies)
     app.on_cleanup.append(_flush_access_log)
     app.cleanup_ctx.extend([_passwords, _storage, _services, _upstream_client])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from gateway.media.service import MediaService
     from gateway.netaddr import ClientAddresses, IPAddress
     from gateway.passwords import PasswordHasher
-    from gateway.proxy.rules import CompiledRule
+    from gateway.proxy.rules import RuleBook
     from gateway.storage import Store
     from gateway.tokens.keyring import Keyring
     from gateway.tokens.lifecycle import TokenService
@@ -35,11 +34,10 @@ __all__ = [
     "KEYRING",
     "LOGINS",
     "MEDIA",
-    "MEDIA_URL",
     "OPENAPI_DOCUMENT",
     "REQUEST_ID",
     "RESOLVER",
-    "RULES",
+    "RULEBOOK",
     "STORE",
     "TENANT",
     "TENANTS_SEEN",
@@ -63,8 +61,7 @@ TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 #: gateway.rules and media.url_pattern, compiled once at start.
-RULES: web.AppKey[tuple[CompiledRule, ...]] = web.AppKey("rules")
-MEDIA_URL: web.AppKey[re.Pattern[str]] = web.AppKey("media_url")
+RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 #: The client address behind ``server.trusted_proxies`` (memoised per process).
 CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The pooled HTTP client of the built-in proxy (only when upstreams are configured).

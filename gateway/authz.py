@@ -54,9 +54,12 @@ async def authenticate(request: web.Request) -> Identity | None:
     credentials = request[CREDENTIALS]
     if credentials is None:
         return None
-    identity = await request.app[RESOLVER].resolve(
-        credentials, request[TENANT], address_text(request[CLIENT_ADDRESS])
-    )
+    resolver = request.app[RESOLVER]
+    identity = resolver.cached(credentials, request[TENANT])
+    if identity is None:
+        identity = await resolver.resolve(
+            credentials, request[TENANT], address_text(request[CLIENT_ADDRESS])
+        )
     request[IDENTITY] = identity
     return identity
 

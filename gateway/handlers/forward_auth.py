@@ -29,7 +29,10 @@ def _original(headers: CIMultiDictProxy[str], nginx: str, forwarded: str) -> str
     client-sent X-Forwarded-Uri, Traefik a client-sent X-Original-URI. Preferring either
     would let a client choose the path the rules see, so two disagreeing values are refused.
     """
-    values = {value for value in (*headers.getall(nginx, []), *headers.getall(forwarded, []))}
+    first, second = headers.getall(nginx, ()), headers.getall(forwarded, ())
+    if not second and len(first) == 1:
+        return first[0]  # the common case: one proxy, one header
+    values = {*first, *second}
     if len(values) > 1:
         raise BadRequest(f"{nginx} and {forwarded} disagree: only the proxy may set them")
     return values.pop() if values else None

@@ -42,7 +42,7 @@ from typing import Any
 
 from gateway.identity.credentials import Identity
 from gateway.netaddr import IPNetwork
-from gateway.storage import Change, Scope, Store, User
+from gateway.storage import Change, Scope, Store
 
 __all__ = ["CachedMedia", "CachedToken", "IdentityCache"]
 
@@ -72,7 +72,7 @@ class CachedMedia:
 
 @dataclass(frozen=True, slots=True)
 class _CachedBasic:
-    user: User
+    identity: Identity
     expires: float
 
 
@@ -100,6 +100,10 @@ class IdentityCache:
         self._seen = epoch
 
     # Freshness
+
+    def current(self) -> bool:
+        """True when this process has applied every change announced so far (no await)."""
+        return self._seen is not None and self._feed.current() == self._seen
 
     async def sync(self) -> int | None:
         """Catch up with the revocation log if the feed moved; the feed value to ``put`` with.
@@ -165,18 +169,19 @@ class IdentityCache:
         message = "\0".join((tenant, username, password)).encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).digest()
 
-    def basic(self, key: bytes, now: float) -> User | None:
+    def basic(self, key: bytes, now: float) -> Identity | None:
         found = self._get(key)
         if isinstance(found, _CachedBasic):
             if now <= found.expires:
                 self.hits += 1
-                return found.user
+                return found.identity
             self._remove(key)
         self.misses += 1
         return None
 
-    def put_basic(self, key: bytes, user: User, now: float, epoch: int | None) -> None:
-        self._put(key, _CachedBasic(user, now + self.basic_ttl), (("user", user.id),), epoch)
+    def put_basic(self, key: bytes, identity: Identity, now: float, epoch: int | None) -> None:
+        self._put(key, _CachedBasic(identity, now + self.basic_ttl), (("user", identity.user.id),),
+                  epoch)
 
     # Media tokens
 

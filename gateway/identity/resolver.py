@@ -57,6 +57,33 @@ class Resolver:
         self.cache = cache
         self._clock = clock
 
+    def cached(self, credentials: Credentials, tenant: str) -> Identity | None:
+        """The identity from the cache alone, with no await, when it is there and current.
+
+        None means "ask ``resolve``": a miss, a feed that moved (``resolve`` catches up
+        first), or credentials the cache does not answer. A cached entry that refuses
+        (another tenant, a wrong X-Key) raises as ``resolve`` would.
+        """
+        cache = self.cache
+        if not cache.current():
+            return None
+        scheme = credentials.scheme
+        if scheme == "basic":
+            key = cache.basic_key(tenant, credentials.username, credentials.password)
+            return cache.basic(key, self._clock())
+        if scheme == "bearer":
+            kinds, key_text = BEARER_KINDS, None
+        elif scheme == "session":
+            kinds, key_text = SESSION_KINDS, credentials.key
+        else:
+            return None
+        entry = cache.token(credentials.token)
+        if entry is None or entry.kind not in kinds:
+            return None
+        if not entry.not_before <= self._clock() <= entry.expires:
+            return None
+        return self._accept(entry, kinds, key_text, tenant)
+
     async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:
         """The identity behind ``credentials`` on a request made for ``tenant``, or raise."""
         if credentials.scheme == "basic":
@@ -70,12 +97,17 @@ class Resolver:
 
     async def token_identity(self, token: str, tenant: str, kinds: frozenset[TokenKind], *,
                              key: str | None = None) -> Identity:
-        """The identity of a live user token of one of ``kinds``, or raise InvalidToken.
+        """The identity of a live user token of one of ``kinds``, or raise InvalidToken."""
+        return self._accept(await self._entry(token, kinds), kinds, key, tenant)
+
+    @staticmethod
+    def _accept(entry: CachedToken, kinds: frozenset[TokenKind], key: str | None,
+                tenant: str) -> Identity:
+        """The entry's identity for a request of ``tenant``, or raise.
 
         A session token (asked for with ``SESSION_KINDS``, or presented as a Bearer token)
         also needs its ``key``, compared in constant time with the stored hash.
         """
-        entry = await self._entry(token, kinds)
         record = entry.identity.token
         assert record is not None
         if kinds is SESSION_KINDS or entry.kind == TokenKind.SESSION:
@@ -123,12 +155,13 @@ class Resolver:
         epoch = await cache.sync()
         now = self._clock()
         key = cache.basic_key(tenant, credentials.username, credentials.password)
-        user = cache.basic(key, now) if epoch is not None else None
-        if user is None:
+        identity = cache.basic(key, now) if epoch is not None else None
+        if identity is None:
             try:
                 user = await self._logins.check(tenant, credentials.username,
                                                 credentials.password, address)
             except InvalidCredentials:
                 raise Unauthenticated("Invalid username or password") from None
-            cache.put_basic(key, user, now, epoch)
-        return Identity(user=user, token=None, method="basic")
+            identity = Identity(user=user, token=None, method="basic")
+            cache.put_basic(key, identity, now, epoch)
+        return identity

@@ -16,11 +16,11 @@ from aiohttp import web
 from jose import jwt
 from jose.exceptions import JOSEError
 
-from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, MEDIA_URL, RULES, TENANT
+from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, RULEBOOK, TENANT
 from gateway.authz import authenticate, require_role
 from gateway.errors import BadRequest, Forbidden
 from gateway.identity.credentials import Identity
-from gateway.proxy.rules import BadPath, decide, normalize_path
+from gateway.proxy.rules import BadPath
 from gateway.tokens.claims import TokenKind
 
 __all__ = ["authorize"]
@@ -61,21 +61,18 @@ def _headers(request: web.Request, identity: Identity | None, token_id: str) -> 
 
 async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str, str]:
     """Decide for the original request ``method uri``; the identity headers, or raise."""
-    config = request.app[CONFIG]
+    tenant = request[TENANT]
     try:
-        path = normalize_path(uri)
+        route = request.app[RULEBOOK].route(uri, method, tenant)
     except BadPath as exc:
         raise BadRequest(f"Bad request path: {exc}") from None
-    tenant = request[TENANT]
-    rules = request.app[RULES]
-    decision = decide(rules, config.gateway.default_policy, path, method, tenant)
+    decision = route.decision
     if decision.policy == "deny":
         raise Forbidden("Denied by the gateway rules")
     if decision.policy == "bypass":
         return _headers(request, None, "")
 
-    media_match = request.app[MEDIA_URL].search(path)
-    if media_match is not None:
+    if route.media_id is not None:
         query = parse_qs(uri.partition("?")[2], keep_blank_values=True)
         token, from_header = _media_token(query, request.headers.get("Authorization"))
         if token is not None:
@@ -94,7 +91,7 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
 
             grant = await request.app[MEDIA].check(
                 token, tenant=tenant, address=request[CLIENT_ADDRESS],
-                media_id=media_match.group("id"), identity=resolved,
+                media_id=route.media_id, identity=resolved,
             )
             return _headers(request, identity, grant.kid)
 

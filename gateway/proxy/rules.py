@@ -15,7 +15,15 @@ from urllib.parse import unquote
 
 from gateway.config import GatewayRule
 
-__all__ = ["CompiledRule", "Decision", "compile_rules", "decide", "normalize_path"]
+__all__ = [
+    "CompiledRule",
+    "Decision",
+    "Route",
+    "RuleBook",
+    "compile_rules",
+    "decide",
+    "normalize_path",
+]
 
 
 class BadPath(ValueError):
@@ -100,3 +108,46 @@ def decide(rules: Sequence[CompiledRule], default_policy: str, path: str, method
         if rule.pattern.search(path):
             return Decision(policy=rule.policy, roles=rule.roles, rule_index=index)
     return Decision(policy=default_policy, roles=None, rule_index=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What the rules say about one original request: its normalised path, the decision,
+    and the media id when the path matches ``media.url_pattern``."""
+
+    path: str
+    decision: Decision
+    media_id: str | None
+
+
+class RuleBook:
+    """``gateway.rules`` and ``media.url_pattern``, compiled once, with answers remembered.
+
+    A route is a pure function of (raw path, method, tenant), and a gateway sees the same
+    few over and over; remembering them spares the decoding, normalising and regex work on
+    every request. The memory is cleared when it reaches ``size`` entries.
+    """
+
+    def __init__(self, rules: Sequence[GatewayRule], default_policy: str, media_pattern: str,
+                 size: int = 4096) -> None:
+        self.rules = compile_rules(rules)
+        self.default_policy = default_policy
+        self.media_pattern = re.compile(media_pattern)
+        self._size = size
+        self._known: dict[tuple[str, str, str], Route] = {}
+
+    def route(self, uri: str, method: str, tenant: str) -> Route:
+        """The route of ``method uri`` (a path with an optional query); BadPath if unusable."""
+        raw_path = uri.partition("?")[0]
+        key = (raw_path, method, tenant)
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        path = normalize_path(raw_path)
+        match = self.media_pattern.search(path)
+        route = Route(path=path, decision=decide(self.rules, self.default_policy, path, method, tenant),
+                      media_id=match.group("id") if match is not None else None)
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[key] = route
+        return route
