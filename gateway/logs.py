@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -19,6 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from gateway.appkeys import CLIENT_ADDRESS, REQUEST_ID, TENANT
+from gateway.netaddr import IPAddress
 
 __all__ = ["AccessLogger", "configure_logging", "flush_access_log"]
 
@@ -113,16 +116,38 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
+        # The request id (validated or ours), the method (an HTTP token) and the tenant
+        # (validated) need no escaping; the path and a unix-socket peer may.
         client = request.get(CLIENT_ADDRESS)
         tenant = request.get(TENANT)
         _access_lines.add(
-            f'{{"ts": {time.time():.3f}, "request_id": {_text(request.get(REQUEST_ID))}, '
-            f'"method": {_text(request.method)}, "path": {json.dumps(request.path)}, '
+            f'{{"ts": {time.time():.3f}, '
+            f'"request_id": {_plain(request.get(REQUEST_ID))}, '
+            f'"method": "{request.method}", "path": {_quoted(request.path)}, '
             f'"status": {response.status}, "bytes": {response.body_length}, '
             f'"duration_ms": {time_taken * 1000:.2f}, '
-            f'"client": {json.dumps(str(client)) if client is not None else _text(request.remote)}, '
-            f'"tenant": {_text(tenant)}, "pid": {os.getpid()}}}\n'
+            f'"client": {_address(client) if client is not None else _text(request.remote)}, '
+            f'"tenant": {_plain(tenant)}, '
+            f'"pid": {os.getpid()}}}\n'
         )
+
+
+def _plain(text: str | None) -> str:
+    """A value that was validated to need no escaping, as a JSON string (or null)."""
+    return "null" if text is None else f'"{text}"'
+
+
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string: printable ASCII without quote or backslash goes as it is."""
+    return f'"{text}"' if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(address: IPAddress) -> str:
+    return f'"{address}"'
 
 
 def _text(value: str | None) -> str:
