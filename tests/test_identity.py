@@ -5,13 +5,14 @@ The API families that use it (named tokens, access/refresh, admin) build on exac
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.appkeys import STORE, TOKENS
+from gateway.appkeys import IDENTITY_CACHE, STORE, TOKENS
 from gateway.authz import require_identity
 from gateway.storage import Revocation, Scope
 from gateway.tokens.claims import TokenKind
@@ -146,3 +147,23 @@ async def test_credentials_do_not_break_a_public_route(client):
     login = await client.post("/login", json={"username": "admin", "password": ADMIN_PASSWORD},
                               headers=headers)
     assert login.status == 200
+
+
+async def test_many_concurrent_basic_requests_share_one_password_check(client, clock):
+    """A client opening many connections with the right password is never banned: before
+    the first check answers, the others wait for it instead of counting as attempts."""
+    headers = basic("admin", ADMIN_PASSWORD)
+    statuses = await asyncio.gather(*(client.get("/whoami", headers=headers) for _ in range(32)))
+    assert [response.status for response in statuses] == [200] * 32
+    # The same when the remembered credential runs out while requests keep coming.
+    clock.advance(client.app[IDENTITY_CACHE].basic_ttl + 1)
+    statuses = await asyncio.gather(*(client.get("/whoami", headers=headers) for _ in range(32)))
+    assert [response.status for response in statuses] == [200] * 32
+
+
+async def test_one_wrong_password_sent_concurrently_is_one_guess(client):
+    """The same wrong credential on many connections at once is checked once: 401 for all,
+    and it counts as one failure, not as a flood that bans the account."""
+    headers = basic("admin", "not-the-password")
+    statuses = await asyncio.gather(*(client.get("/whoami", headers=headers) for _ in range(8)))
+    assert {response.status for response in statuses} == {401}

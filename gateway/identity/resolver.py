@@ -8,6 +8,7 @@ cache and what keeps it correct are described in ``identity.cache``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,8 @@ class Resolver:
         self._logins = logins
         self.cache = cache
         self._clock = clock
+        #: Password checks under way, by Basic cache key (see ``_basic``).
+        self._checks: dict[bytes, asyncio.Future[Identity]] = {}
 
     def cached(self, credentials: Credentials, tenant: str) -> Identity | None:
         """The identity from the cache alone, with no await, when it is there and current.
@@ -151,12 +154,29 @@ class Resolver:
         return entry
 
     async def _basic(self, credentials: Credentials, tenant: str, address: str) -> Identity:
+        """A Basic credential: from the cache, else one password check per credential at a
+        time; concurrent requests with the same credential wait for that check's answer.
+
+        Without that, a client opening many connections at once (or a cache entry ending
+        under load) would run as many checks together, each counted as a failure until it
+        succeeds (regulation counts attempts before the verify), and ban its own account.
+        """
         cache = self.cache
         epoch = await cache.sync()
         now = self._clock()
         key = cache.basic_key(tenant, credentials.username, credentials.password)
         identity = cache.basic(key, now) if epoch is not None else None
-        if identity is None:
+        if identity is not None:
+            return identity
+        while (running := self._checks.get(key)) is not None:
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this request was cancelled, not the check it waited for
+        check: asyncio.Future[Identity] = asyncio.get_running_loop().create_future()
+        self._checks[key] = check
+        try:
             try:
                 user = await self._logins.check(tenant, credentials.username,
                                                 credentials.password, address)
@@ -164,4 +184,16 @@ class Resolver:
                 raise Unauthenticated("Invalid username or password") from None
             identity = Identity(user=user, token=None, method="basic")
             cache.put_basic(key, identity, now, epoch)
+        except asyncio.CancelledError:
+            check.cancel()  # the next waiter runs the check itself
+            raise
+        except BaseException as exc:
+            check.set_exception(exc)
+            raise
+        else:
+            check.set_result(identity)
+        finally:
+            del self._checks[key]
+            if check.done() and not check.cancelled():
+                check.exception()  # retrieved here, so a check nobody waited for logs nothing
         return identity

@@ -1,10 +1,11 @@
 """The SQLite implementation of ``Store``: connections, transactions and migrations.
 
-One writer connection per process runs write transactions as ``BEGIN IMMEDIATE … COMMIT``
-under an ``asyncio.Lock`` (SQLite's own lock and ``busy_timeout`` order the writers of
-different processes); a separate read-only connection serves reads, which WAL lets run
-beside a writer. ``synchronous`` is FULL by default: a committed 200/201 survives power
-loss, not only a process crash (``storage.synchronous: normal`` trades that for speed).
+One writer connection per process runs write transactions as ``BEGIN IMMEDIATE … COMMIT``,
+shared by concurrent callers (group commit, see ``SQLiteStore._write``; SQLite's own lock
+and ``busy_timeout`` order the writers of different processes); a separate read-only
+connection serves reads, which WAL lets run beside a writer. ``synchronous`` is FULL by
+default: a committed 200/201 survives power loss, not only a process crash
+(``storage.synchronous: normal`` trades that for speed).
 
 How a revocation reaches every process: each is committed together with its row in the
 revocation log (``repository.revoke``, the one seam), and after the commit the store bumps
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
@@ -59,6 +61,19 @@ async def _connect(path: Path, *, synchronous: str, busy_timeout: float,
     return connection
 
 
+#: Callers whose writes share one COMMIT at most: bounds how long the first one waits.
+MAX_BATCH = 64
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The open write transaction: set when its COMMIT is done (or failed)."""
+
+    done: asyncio.Future[None]
+    size: int = 0
+    revokes: bool = False
+
+
 class SQLiteStore:
     """``Store`` on one SQLite file (see the module docstring for the locking design)."""
 
@@ -66,22 +81,86 @@ class SQLiteStore:
                  feed: EpochFile) -> None:
         self._writer = writer
         self._reader = reader
-        self._write_lock = asyncio.Lock()
         self.feed: ChangeFeed = feed
+        # Group commit: callers take turns on the writer inside one open transaction.
+        self._turn = asyncio.Lock()
+        self._queued = 0
+        self._batch: _Batch | None = None
+        self._orphans: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def _write(self, *, revokes: bool = False) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; ``revokes``: it may log a change, so bump the feed after."""
-        async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+        """One caller's writes, atomic, committed together with whoever else is writing.
+
+        Group commit: callers that arrive while a write transaction is open join it, each
+        inside its own SAVEPOINT (a failing caller rolls back only its own statements and
+        gets its own error); the caller that finds nobody left waiting (or the batch full)
+        COMMITs for everyone, with one fsync. Every caller returns only after the COMMIT
+        that holds its writes, so a 200/201 is still durable. ``revokes``: the writes may
+        log a revocation, so the change feed is bumped after that COMMIT, before anyone
+        of the batch answers.
+        """
+        self._queued += 1
+        try:
+            await self._turn.acquire()
+        except BaseException:
+            self._queued -= 1
+            self._commit_if_abandoned()
+            raise
+        self._queued -= 1
+        batch = self._batch
+        joined = False
+        try:
+            if batch is None:
+                await self._writer.execute("BEGIN IMMEDIATE")
+                batch = self._batch = _Batch(asyncio.get_running_loop().create_future())
+            await self._writer.execute("SAVEPOINT caller")
             try:
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._writer.execute("ROLLBACK TO caller")
+                await self._writer.execute("RELEASE caller")
                 raise
+            await self._writer.execute("RELEASE caller")
+            batch.revokes = batch.revokes or revokes
+            batch.size += 1
+            joined = True
+        finally:
+            if batch is not None and (self._queued == 0 or batch.size >= MAX_BATCH):
+                await self._commit(batch)
+            self._turn.release()
+        if joined:
+            await asyncio.shield(batch.done)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """COMMIT the open batch (the caller holds the turn); answer every member."""
+        self._batch = None
+        try:
             await self._writer.execute("COMMIT")
-        if revokes:
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self._writer.execute("ROLLBACK")
+            if not batch.done.done():
+                batch.done.set_exception(exc)
+            raise
+        if batch.revokes:
             self.feed.bump()
+        if not batch.done.done():
+            batch.done.set_result(None)
+
+    def _commit_if_abandoned(self) -> None:
+        """A waiter gave up: if it was the one expected to commit, commit in a task."""
+        if self._queued == 0 and self._batch is not None and not self._turn.locked():
+            batch = self._batch
+
+            async def commit() -> None:
+                async with self._turn:
+                    if self._batch is batch and self._queued == 0:
+                        await self._commit(batch)
+
+            task = asyncio.get_running_loop().create_task(commit())
+            self._orphans.add(task)
+            task.add_done_callback(self._orphans.discard)
 
     async def close(self) -> None:
         await self._reader.close()
