@@ -215,11 +215,13 @@ _REVOKED_ROWS = {
 }
 
 
-async def revoke(conn: aiosqlite.Connection, revocation: Revocation, now: float) -> int:
+async def revoke(conn: aiosqlite.Connection, revocation: Revocation,
+                 now: float) -> tuple[int, bool]:
     """The revocation seam: revoke the rows ``revocation`` covers and log the change.
 
-    Returns the token rows revoked. A token or family revocation that finds nothing live
-    logs nothing (no cache can hold it); user, user-state and key changes always log.
+    Returns the token rows revoked and whether a change was logged: a token or family
+    revocation that finds nothing live logs nothing (no cache can hold it); user,
+    user-state and key changes always log.
     """
     revoked = 0
     where = _REVOKED_ROWS.get(revocation.scope)
@@ -233,12 +235,12 @@ async def revoke(conn: aiosqlite.Connection, revocation: Revocation, now: float)
         )
         revoked = cursor.rowcount
         if revoked == 0 and revocation.scope is not Scope.USER:
-            return 0
+            return 0, False
     await conn.execute(
         "INSERT INTO revocations (at, scope, subject, user_id, reason) VALUES (?, ?, ?, ?, ?)",
         (now, revocation.scope.value, revocation.subject, revocation.user_id, revocation.reason),
     )
-    return revoked
+    return revoked, True
 
 
 async def changes_since(conn: aiosqlite.Connection, seq: int) -> tuple[list[Change], int]:

@@ -89,16 +89,16 @@ class SQLiteStore:
         self._orphans: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
-    async def _write(self, *, revokes: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One caller's writes, atomic, committed together with whoever else is writing.
 
         Group commit: callers that arrive while a write transaction is open join it, each
         inside its own SAVEPOINT (a failing caller rolls back only its own statements and
         gets its own error); the caller that finds nobody left waiting (or the batch full)
         COMMITs for everyone, with one fsync. Every caller returns only after the COMMIT
-        that holds its writes, so a 200/201 is still durable. ``revokes``: the writes may
-        log a revocation, so the change feed is bumped after that COMMIT, before anyone
-        of the batch answers.
+        that holds its writes, so a 200/201 is still durable. When a caller logged a
+        revocation (``_revoke``), the change feed is bumped after that COMMIT, before
+        anyone of the batch answers.
         """
         self._queued += 1
         try:
@@ -122,7 +122,6 @@ class SQLiteStore:
                 await self._writer.execute("RELEASE caller")
                 raise
             await self._writer.execute("RELEASE caller")
-            batch.revokes = batch.revokes or revokes
             batch.size += 1
             joined = True
         finally:
@@ -131,6 +130,14 @@ class SQLiteStore:
             self._turn.release()
         if joined:
             await asyncio.shield(batch.done)
+
+    async def _revoke(self, conn: aiosqlite.Connection, revocation: Revocation,
+                      now: float) -> int:
+        """``repository.revoke`` inside ``_write``; a logged change bumps the feed at COMMIT."""
+        revoked, logged = await sql.revoke(conn, revocation, now)
+        if logged and self._batch is not None:
+            self._batch.revokes = True
+        return revoked
 
     async def _commit(self, batch: _Batch) -> None:
         """COMMIT the open batch (the caller holds the turn); answer every member."""
@@ -213,24 +220,24 @@ class SQLiteStore:
 
     async def set_password(self, user_id: int, password_hash: str, now: float,
                            *, revoke_tokens: bool = True) -> int:
-        async with self._write(revokes=revoke_tokens) as conn:
+        async with self._write() as conn:
             await sql.update_password(conn, user_id, password_hash, now)
             if not revoke_tokens:
                 return 0  # a rehash of the same password on login
-            return await sql.revoke(conn, _user_change(Scope.USER, user_id, "password_changed"), now)
+            return await self._revoke(conn, _user_change(Scope.USER, user_id, "password_changed"), now)
 
     async def set_disabled(self, user_id: int, disabled: bool, now: float) -> int:
-        async with self._write(revokes=True) as conn:
+        async with self._write() as conn:
             await sql.update_disabled(conn, user_id, disabled, now)
             if not disabled:
-                await sql.revoke(conn, _user_change(Scope.USER_STATE, user_id, "user_enabled"), now)
+                await self._revoke(conn, _user_change(Scope.USER_STATE, user_id, "user_enabled"), now)
                 return 0
-            return await sql.revoke(conn, _user_change(Scope.USER, user_id, "user_disabled"), now)
+            return await self._revoke(conn, _user_change(Scope.USER, user_id, "user_disabled"), now)
 
     async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
-        async with self._write(revokes=True) as conn:
+        async with self._write() as conn:
             await sql.update_roles(conn, user_id, roles, now)
-            await sql.revoke(conn, _user_change(Scope.USER_STATE, user_id, "roles_changed"), now)
+            await self._revoke(conn, _user_change(Scope.USER_STATE, user_id, "roles_changed"), now)
 
     # Tokens
 
@@ -245,15 +252,15 @@ class SQLiteStore:
                                      -1 if limit is None else limit, offset)
 
     async def delete_token(self, jti: str, user_id: int, now: float) -> bool:
-        async with self._write(revokes=True) as conn:
+        async with self._write() as conn:
             if not await sql.mark_deleted(conn, jti, now):
                 return False
-            await sql.revoke(conn, Revocation(Scope.TOKEN, jti, "deleted", user_id), now)
+            await self._revoke(conn, Revocation(Scope.TOKEN, jti, "deleted", user_id), now)
             return True
 
     async def revoke(self, revocation: Revocation, now: float) -> int:
-        async with self._write(revokes=True) as conn:
-            return await sql.revoke(conn, revocation, now)
+        async with self._write() as conn:
+            return await self._revoke(conn, revocation, now)
 
     async def changes_since(self, seq: int) -> tuple[list[Change], int]:
         return await sql.changes_since(self._reader, seq)
@@ -263,12 +270,12 @@ class SQLiteStore:
 
     async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
                              *, revoke_old: bool) -> bool:
-        async with self._write(revokes=revoke_old) as conn:
+        async with self._write() as conn:
             if not await sql.mark_used(conn, old_jti, now):
                 return False
             if revoke_old:
                 user_id = new_tokens[0].user_id if new_tokens else None
-                await sql.revoke(conn, Revocation(Scope.TOKEN, old_jti, "rotated", user_id), now)
+                await self._revoke(conn, Revocation(Scope.TOKEN, old_jti, "rotated", user_id), now)
             for token in new_tokens:
                 await sql.insert_token(conn, token)
             return True
@@ -310,11 +317,11 @@ class SQLiteStore:
 
     async def rotate_keys(self, tenant: str, new_keys: Sequence[KeyRecord], now: float) -> list[str]:
         retired: list[str] = []
-        async with self._write(revokes=True) as conn:
+        async with self._write() as conn:
             for key in new_keys:
                 retired += await sql.retire_active_keys(conn, tenant, key.family, now)
                 await sql.insert_key(conn, key)
-            await sql.revoke(conn, Revocation(Scope.KEYS, tenant, "keys_rotated"), now)
+            await self._revoke(conn, Revocation(Scope.KEYS, tenant, "keys_rotated"), now)
         return retired
 
     async def list_keys(self, tenant: str) -> list[KeyRecord]:
