@@ -7,7 +7,6 @@ decision alike, so a rule about roles lives in one place.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,7 +16,7 @@ from gateway.appkeys import CLIENT_ADDRESS, CREDENTIALS, IDENTITY, RESOLVER, TEN
 from gateway.errors import Forbidden, Unauthenticated
 from gateway.identity.credentials import Identity
 from gateway.netaddr import address_text
-from gateway.storage import User
+from gateway.storage import Role, User
 
 __all__ = [
     "ADMIN_ROLE",
@@ -32,14 +31,6 @@ __all__ = [
 
 #: The role string that lets a plain user mint media tokens (seed 000's Symfony clients).
 ADMIN_ROLE = "ROLE_ADMIN"
-
-
-class Role(enum.IntEnum):
-    """A user's ``role`` (seed 003's numbering)."""
-
-    ROOT = 0
-    ADMIN = 1
-    USER = 2
 
 
 async def authenticate(request: web.Request) -> Identity | None:

@@ -8,11 +8,9 @@ from typing import TextIO
 
 from gateway.config import Config
 from gateway.passwords import PasswordHasher
-from gateway.storage import NewUser, Store
+from gateway.storage import NewUser, Role, Store
 
 __all__ = ["bootstrap", "ensure_tenants"]
-
-ROOT_ROLE = 0
 
 
 async def ensure_tenants(store: Store, config: Config, now: float) -> None:
@@ -40,7 +38,7 @@ async def bootstrap(store: Store, config: Config, hasher: PasswordHasher, now: f
     password = secrets.token_urlsafe(18) if admin.password is None else admin.password.get_secret_value()
     created = await store.bootstrap_root(NewUser(
         tenant="default", username=admin.username, password_hash=await hasher.hash(password),
-        email=admin.email, role=ROOT_ROLE, roles=("ROLE_ADMIN",),
+        email=admin.email, role=Role.ROOT, roles=("ROLE_ADMIN",),
     ), now)
     if created and generated:
         print(

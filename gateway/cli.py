@@ -24,12 +24,11 @@ from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, ServerConfig,
 from gateway.errors import GatewayError
 from gateway.passwords import validate_new_password
 from gateway.services import Services, build_services, make_hasher, open_store
-from gateway.storage import MigrationError, NewUser, Store, User
+from gateway.storage import MigrationError, NewUser, Role, Store, User
 
 __all__ = ["main"]
 
-ROLES = {"root": 0, "admin": 1, "user": 2}
-ROLE_NAMES = {number: name for name, number in ROLES.items()}
+ROLES = {role.name.lower(): role for role in Role}
 T = TypeVar("T")
 #: Seconds a revocation log row is kept: far longer than any process takes to read it.
 CHANGE_LOG_RETENTION = 86400
@@ -344,7 +343,7 @@ def _users(config: Config, args: argparse.Namespace) -> int:
         print(f"{'USERNAME':<24} {'EMAIL':<28} {'ROLE':<6} {'STATUS':<9} ROLES")
         for user in users:
             status = "disabled" if user.disabled else "active"
-            print(f"{user.username:<24} {user.email or '-':<28} {ROLE_NAMES[user.role]:<6} "
+            print(f"{user.username:<24} {user.email or '-':<28} {user.role.name.lower():<6} "
                   f"{status:<9} {','.join(user.roles)}")
         return 0
     if args.action == "add":

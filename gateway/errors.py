@@ -13,7 +13,7 @@ __all__ = [
     "BadCaller",
     "BadRequest",
     "Conflict",
-    "Family",
+    "ErrorShape",
     "FieldErrors",
     "Forbidden",
     "GatewayError",
@@ -23,8 +23,8 @@ __all__ = [
     "TooManyAttempts",
     "Unauthenticated",
     "UnknownTenant",
-    "family_for_path",
     "render",
+    "shape_for_path",
 ]
 
 
@@ -151,7 +151,7 @@ class InternalError(GatewayError):
     default_message = "Internal server error"
 
 
-class Family(enum.Enum):
+class ErrorShape(enum.Enum):
     """The error body shape of each API family."""
 
     SESSION = "session"  # seed 003: {"status": "error", "info"}
@@ -160,28 +160,28 @@ class Family(enum.Enum):
     DEFAULT = "default"  # everything else: {"error", "message"}
 
 
-_EXACT = {"/login": Family.SESSION, "/logout": Family.SESSION}
-_PREFIXES = (("/api/v1alpha/token", Family.NAMED), ("/api/token/", Family.SIMPLEJWT))
+_EXACT = {"/login": ErrorShape.SESSION, "/logout": ErrorShape.SESSION}
+_PREFIXES = (("/api/v1alpha/token", ErrorShape.NAMED), ("/api/token/", ErrorShape.SIMPLEJWT))
 
 
-def family_for_path(path: str) -> Family:
-    """Return the error family of a request path (also for 404/405 on that path)."""
-    family = _EXACT.get(path.rstrip("/") or "/")
-    if family is not None:
-        return family
-    for prefix, prefix_family in _PREFIXES:
+def shape_for_path(path: str) -> ErrorShape:
+    """Return the error body shape of a request path (also for 404/405 on that path)."""
+    shape = _EXACT.get(path.rstrip("/") or "/")
+    if shape is not None:
+        return shape
+    for prefix, prefix_shape in _PREFIXES:
         if path.startswith(prefix):
-            return prefix_family
-    return Family.DEFAULT
+            return prefix_shape
+    return ErrorShape.DEFAULT
 
 
-def render(family: Family, error: GatewayError) -> dict[str, Any]:
-    """Return the JSON body for ``error`` in the shape ``family`` clients expect."""
-    if family is Family.SESSION:
+def render(shape: ErrorShape, error: GatewayError) -> dict[str, Any]:
+    """Return the JSON body for ``error`` in the shape ``shape`` clients expect."""
+    if shape is ErrorShape.SESSION:
         return {"status": "error", "info": error.message}
-    if family is Family.NAMED:
+    if shape is ErrorShape.NAMED:
         return {"message": error.message}
-    if family is Family.SIMPLEJWT:
+    if shape is ErrorShape.SIMPLEJWT:
         if isinstance(error, FieldErrors):
             return {field: [text] for field, text in error.errors.items()}
         return {"detail": error.message, "code": error.code}

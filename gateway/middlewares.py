@@ -37,8 +37,8 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
     UnknownTenant,
-    family_for_path,
     render,
+    shape_for_path,
 )
 from gateway.identity.credentials import parse_credentials
 from gateway.netaddr import IPAddress
@@ -63,7 +63,7 @@ _ID_COUNTER = itertools.count(1)
 
 def error_response(request: web.Request, error: GatewayError, status: int) -> web.Response:
     """Render ``error`` in the body shape of the request's API family."""
-    body = render(family_for_path(request.path), error)
+    body = render(shape_for_path(request.path), error)
     response = web.json_response(body, status=status, headers=error.headers)
     if status == 401 and getattr(error, "challenge", None):
         response.headers.setdefault("WWW-Authenticate", error.challenge)  # type: ignore[attr-defined]

@@ -21,11 +21,20 @@ __all__ = [
     "NewToken",
     "NewUser",
     "Revocation",
+    "Role",
     "Scope",
     "Store",
     "TokenRecord",
     "User",
 ]
+
+
+class Role(enum.IntEnum):
+    """A user's ``role``, in seed 003's numbering (stored and answered as the number)."""
+
+    ROOT = 0
+    ADMIN = 1
+    USER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +44,7 @@ class User:
     username: str
     email: str | None
     password_hash: str
-    role: int
+    role: Role
     roles: tuple[str, ...]
     disabled: bool
     created_at: float
@@ -48,7 +57,7 @@ class NewUser:
     username: str
     password_hash: str
     email: str | None = None
-    role: int = 2
+    role: Role = Role.USER
     roles: tuple[str, ...] = ()
 
 
@@ -159,7 +168,7 @@ class Store(Protocol):
         """Create tenant ``user.tenant`` and root ``user`` only when no root user exists."""
 
     async def has_root(self) -> bool:
-        """True when a root user (role 0) exists, enabled or not."""
+        """True when a root user (``Role.ROOT``) exists, enabled or not."""
 
     async def add_user(self, user: NewUser, now: float) -> User:
         """Create a user in an existing tenant."""

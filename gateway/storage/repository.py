@@ -18,6 +18,7 @@ from gateway.storage.base import (
     NewToken,
     NewUser,
     Revocation,
+    Role,
     Scope,
     TokenRecord,
     User,
@@ -35,7 +36,7 @@ _TOKEN_COLUMNS = (
 def _user(row: Any) -> User:
     return User(
         id=row[0], tenant=row[1], username=row[2], email=row[3], password_hash=row[4],
-        role=row[5], roles=tuple(json.loads(row[6])), disabled=bool(row[7]),
+        role=Role(row[5]), roles=tuple(json.loads(row[6])), disabled=bool(row[7]),
         created_at=row[8], updated_at=row[9],
     )
 
@@ -79,7 +80,8 @@ async def list_tenants(conn: aiosqlite.Connection) -> list[str]:
 # Users
 
 async def has_root(conn: aiosqlite.Connection) -> bool:
-    return await _one(conn, "SELECT 1 FROM users WHERE role = 0 LIMIT 1", ()) is not None
+    return await _one(conn, "SELECT 1 FROM users WHERE role = ? LIMIT 1",
+                      (int(Role.ROOT),)) is not None
 
 
 async def insert_user(conn: aiosqlite.Connection, user: NewUser, now: float) -> int:
