@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,24 @@ from gateway.storage.migrations import apply_migrations
 __all__ = ["SQLiteStore", "open_sqlite_store"]
 
 
+async def _switch_to_wal(connection: aiosqlite.Connection, busy_timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting out another process doing the same.
+
+    Changing the journal mode needs the database to itself and SQLite does not apply
+    ``busy_timeout`` to it, so two servers starting together on a new file would see
+    "database is locked" at once; this retries for up to ``busy_timeout`` seconds.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            await connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
 async def _connect(path: Path, *, synchronous: str, busy_timeout: float,
                    readonly: bool) -> aiosqlite.Connection:
     connection = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
@@ -51,7 +71,7 @@ async def _connect(path: Path, *, synchronous: str, busy_timeout: float,
         await connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         await connection.execute("PRAGMA foreign_keys = ON")
         if not readonly:
-            await connection.execute("PRAGMA journal_mode = WAL")
+            await _switch_to_wal(connection, busy_timeout)
         await connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         if readonly:
             await connection.execute("PRAGMA query_only = ON")
