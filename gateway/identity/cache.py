@@ -90,8 +90,6 @@ class IdentityCache:
         self._applied = 0
         self._seen: int | None = None
         self._lock = asyncio.Lock()
-        self.hits = 0
-        self.misses = 0
 
     async def start(self) -> None:
         """Begin at the log's present end: a new process has nothing cached to invalidate."""
@@ -145,9 +143,7 @@ class IdentityCache:
     def token(self, token: str) -> CachedToken | None:
         found = self._get(token)
         if isinstance(found, CachedToken):
-            self.hits += 1
             return found
-        self.misses += 1
         return None
 
     def put_token(self, token: str, entry: CachedToken, epoch: int | None) -> None:
@@ -173,10 +169,8 @@ class IdentityCache:
         found = self._get(key)
         if isinstance(found, _CachedBasic):
             if now <= found.expires:
-                self.hits += 1
                 return found.identity
             self._remove(key)
-        self.misses += 1
         return None
 
     def put_basic(self, key: bytes, identity: Identity, now: float, epoch: int | None) -> None:
@@ -188,9 +182,7 @@ class IdentityCache:
     def media(self, token: str) -> CachedMedia | None:
         found = self._get(("media", token))
         if isinstance(found, CachedMedia):
-            self.hits += 1
             return found
-        self.misses += 1
         return None
 
     def put_media(self, token: str, entry: CachedMedia, epoch: int | None) -> None:
