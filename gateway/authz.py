@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CLIENT_ADDRESS, CREDENTIALS, IDENTITY, RESOLVER, TENANT
-from gateway.errors import Forbidden, Unauthenticated
+from gateway.appkeys import CLIENT_ADDRESS, CLIENT_ADDRESSES, CREDENTIALS, IDENTITY, RESOLVER, TENANT
+from gateway.errors import AddressClaimNotAllowed, Forbidden, Unauthenticated
 from gateway.identity.credentials import Identity
 from gateway.netaddr import address_text
 from gateway.storage import Role, User
@@ -24,6 +24,7 @@ __all__ = [
     "authenticate",
     "is_admin",
     "may_issue_media",
+    "require_address_claim",
     "require_identity",
     "require_role",
     "user_matches",
@@ -80,6 +81,17 @@ def is_admin(user: User) -> bool:
 def may_issue_media(user: User) -> bool:
     """``POST /token`` is for admins: role root/admin, or the ``ROLE_ADMIN`` role string."""
     return is_admin(user) or ADMIN_ROLE in user.roles
+
+
+async def require_address_claim(request: web.Request) -> None:
+    """A client address named in a body (``POST /token/check``'s ``ip``) is believed only
+    from a trusted proxy (the TCP peer) or a root/admin; anyone else gets 403
+    ``ip_not_allowed_here``, so a client cannot claim an address in a token's range."""
+    if request.app[CLIENT_ADDRESSES].trusts(request.remote):
+        return
+    identity = await authenticate(request)
+    if identity is None or not is_admin(identity.user):
+        raise AddressClaimNotAllowed()
 
 
 def user_matches(restriction: Mapping[str, Any], username: str | None,

@@ -24,7 +24,7 @@ from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, ServerConfig,
 from gateway.errors import GatewayError
 from gateway.passwords import validate_new_password
 from gateway.services import Services, build_services, make_hasher, open_store
-from gateway.storage import MigrationError, NewUser, Role, Store, User
+from gateway.storage import MigrationError, NewUser, Role, StorageError, Store, User
 
 __all__ = ["main"]
 
@@ -164,24 +164,14 @@ async def _existing_user(store: Store, tenant: str, username: str) -> User:
 
 def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
     # Imported here: the user and tenant commands start faster without the server stack.
-    from aiohttp import web
-
-    from gateway.app import create_app
-    from gateway.logs import AccessLogger, configure_logging
+    from gateway.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
-    if reuse_port:
-        asyncio.run(_serve_until_signalled(config, host, port))
-        return
-    web.run_app(
-        create_app(config), host=host, port=port,
-        access_log_class=AccessLogger, access_log=logging.getLogger("gateway.access"),
-        shutdown_timeout=config.server.shutdown_timeout,
-    )
+    asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
 
 
-async def _serve_until_signalled(config: Config, host: str, port: int) -> None:
-    """One supervised worker: serve on the shared port until SIGTERM or SIGINT, then drain.
+async def _serve_until_signalled(config: Config, host: str, port: int, reuse_port: bool) -> None:
+    """Serve (on the shared port when supervised) until SIGTERM or SIGINT, then drain.
 
     Not ``web.run_app``: its handler raises on every signal, so a second one cuts the drain
     short, and a worker often gets two (Ctrl-C reaches the whole process group and the
@@ -192,19 +182,20 @@ async def _serve_until_signalled(config: Config, host: str, port: int) -> None:
 
     from gateway.app import create_app
     from gateway.logs import AccessLogger
+    from gateway.runner import GatewayRunner
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         create_app(config), access_log_class=AccessLogger,
         access_log=logging.getLogger("gateway.access"), keepalive_timeout=75.0,
         shutdown_timeout=config.server.shutdown_timeout,
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=True).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -495,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _COMMANDS[args.command](config, args)
-    except (CommandError, GatewayError, MigrationError) as exc:
+    except (CommandError, GatewayError, MigrationError, StorageError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

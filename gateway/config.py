@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from gateway.durations import parse_duration
+from gateway.netaddr import IPNetwork, parse_network
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -42,11 +43,11 @@ def _duration(value: object) -> int:
     return parse_duration(value)
 
 
-def _network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def _network(value: object) -> IPNetwork:
     if not isinstance(value, str):
         raise ValueError(f"expected an IP address or CIDR string, got {value!r}")
     try:
-        return ipaddress.ip_network(value.strip(), strict=False)
+        return parse_network(value)
     except ValueError:
         raise ValueError(f"not an IP address or CIDR: {value!r}") from None
 
@@ -60,7 +61,7 @@ def _integer(value: object) -> object:
 
 Duration = Annotated[int, BeforeValidator(_duration)]
 Int = Annotated[int, BeforeValidator(_integer)]
-Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
+Network = Annotated[IPNetwork, BeforeValidator(_network)]
 Policy = Literal["bypass", "authenticated", "deny"]
 MediaAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "HS256"]
 MEDIA_ALGORITHMS: tuple[MediaAlgorithm, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256")
@@ -102,10 +103,46 @@ class ServerConfig(_Section):
 
 
 class StorageConfig(_Section):
+    """Where the gateway keeps its state: a SQLite file (default) or a PostgreSQL database.
+
+    ``url`` is ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``postgresql://user:password@host:5432/database`` (``$GATEWAY_STORAGE_URL`` wins over
+    the file). A ``sqlite:`` url sets ``path``; ``path`` alone keeps working.
+    """
+
     path: Path = Path("./data/gateway.db")
-    #: "full" makes every committed write survive power loss, not only a process crash.
+    url: str | None = None
+    #: SQLite: "full" makes every committed write survive power loss, not only a crash.
     synchronous: Literal["full", "normal"] = "full"
+    #: SQLite: how long a writer waits for another process's lock; PostgreSQL: how long a
+    #: request waits for a pooled connection (and for a new connection to open).
     busy_timeout: Duration = 5
+    #: PostgreSQL: connections in each process's pool, at most.
+    pool_size: Int = Field(10, ge=1, le=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("url") in (None, ""):
+            return data
+        url = data["url"]
+        if not isinstance(url, str):
+            raise ValueError("url: expected a string")
+        scheme, separator, rest = url.partition("://")
+        scheme = scheme.lower()
+        if scheme == "sqlite" and separator:
+            if not rest.startswith("/") or rest == "/":
+                raise ValueError("url: write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            return {**data, "path": rest[1:], "url": None}
+        if scheme in ("postgresql", "postgres") and separator:
+            return data  # asyncpg reads the rest, libpq-style (an empty host: the local socket)
+        # The url may hold a password: never echo it.
+        raise ValueError("url: expected sqlite:///path or postgresql://user@host:5432/db")
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Which ``Store`` implementation the config asks for."""
+        return "postgresql" if self.url is not None else "sqlite"
 
 
 class TokensConfig(_Section):
@@ -385,6 +422,10 @@ def parse_config(data: object, env: dict[str, str] | None = None) -> Config:
     resolved["admin"] = admin
     if env.get("GATEWAY_SECRET_KEY"):
         resolved["secret_key"] = env["GATEWAY_SECRET_KEY"]
+    if env.get("GATEWAY_STORAGE_URL"):
+        storage = resolved.get("storage")
+        resolved["storage"] = {**(storage if isinstance(storage, dict) else {}),
+                               "url": env["GATEWAY_STORAGE_URL"]}
     try:
         return Config.model_validate(resolved)
     except ValidationError as exc:

@@ -20,9 +20,11 @@ __all__ = [
     "InvalidCredentials",
     "InvalidToken",
     "NotFound",
+    "ServiceUnavailable",
     "TooManyAttempts",
     "Unauthenticated",
     "UnknownTenant",
+    "challenge_for",
     "render",
     "shape_for_path",
 ]
@@ -51,6 +53,7 @@ class FieldErrors(BadRequest):
     code = "invalid"
     REQUIRED: ClassVar[str] = "This field is required."
     BLANK: ClassVar[str] = "This field may not be blank."
+    NULL: ClassVar[str] = "This field may not be null."
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
@@ -160,7 +163,11 @@ class ErrorShape(enum.Enum):
     DEFAULT = "default"  # everything else: {"error", "message"}
 
 
-_EXACT = {"/login": ErrorShape.SESSION, "/logout": ErrorShape.SESSION}
+# "/api/token" is served as "/api/token/" is (see routes), so it answers in the same shape.
+_EXACT = {"/login": ErrorShape.SESSION, "/logout": ErrorShape.SESSION,
+          "/api/token": ErrorShape.SIMPLEJWT}
+#: SimpleJWT's views announce only Bearer, so a browser never prompts for a password there.
+SIMPLEJWT_CHALLENGE = 'Bearer realm="api"'
 _PREFIXES = (("/api/v1alpha/token", ErrorShape.NAMED), ("/api/token/", ErrorShape.SIMPLEJWT))
 
 
@@ -175,17 +182,54 @@ def shape_for_path(path: str) -> ErrorShape:
     return ErrorShape.DEFAULT
 
 
+#: Longest error message answered, and longest field name in a field list: messages quote
+#: what the client sent (a field name, a value), and an answer must not echo a 15 KB key.
+MESSAGE_LIMIT = 240
+FIELD_NAME_LIMIT = 64
+
+
+def clipped(text: str, limit: int) -> str:
+    """``text`` when it has at most ``limit`` characters, else its start and its end around
+    an ellipsis (the end keeps what a message says about the quoted part)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head):]}"
+
+
 def render(shape: ErrorShape, error: GatewayError) -> dict[str, Any]:
-    """Return the JSON body for ``error`` in the shape ``shape`` clients expect."""
+    """Return the JSON body for ``error`` in the shape ``shape`` clients expect.
+
+    Every message and field name is clipped here (``MESSAGE_LIMIT``, ``FIELD_NAME_LIMIT``),
+    whatever the raising code quoted.
+    """
+    message = clipped(error.message, MESSAGE_LIMIT)
     if shape is ErrorShape.SESSION:
-        return {"status": "error", "info": error.message}
+        return {"status": "error", "info": message}
     if shape is ErrorShape.NAMED:
-        return {"message": error.message}
+        return {"message": message}
     if shape is ErrorShape.SIMPLEJWT:
         if isinstance(error, FieldErrors):
-            return {field: [text] for field, text in error.errors.items()}
-        return {"detail": error.message, "code": error.code}
-    return {"error": error.code, "message": error.message}
+            return {clipped(field, FIELD_NAME_LIMIT): [clipped(text, MESSAGE_LIMIT)]
+                    for field, text in error.errors.items()}
+        return {"detail": message, "code": error.code}
+    return {"error": error.code, "message": message}
+
+
+def challenge_for(shape: ErrorShape, error: GatewayError, status: int) -> str | None:
+    """Return the ``WWW-Authenticate`` value of an answer, or None when it carries none.
+
+    Only 401s carry one: on the SimpleJWT endpoints every 401 (a refused login as well as
+    a bad token) says ``Bearer realm="api"`` as SimpleJWT's views do; elsewhere the
+    errors that ask for credentials name the schemes the gateway accepts.
+    """
+    if status != 401:
+        return None
+    if shape is ErrorShape.SIMPLEJWT:
+        return SIMPLEJWT_CHALLENGE
+    if isinstance(error, Unauthenticated):
+        return error.challenge
+    return None
 
 
 class Conflict(GatewayError):
@@ -224,6 +268,13 @@ class AddressNotAllowed(Forbidden):
     default_message = "This token is not valid from this address"
 
 
+class AddressClaimNotAllowed(Forbidden):
+    """A body's ``ip`` from a caller that is neither a trusted proxy nor an admin (403)."""
+
+    code = "ip_not_allowed_here"
+    default_message = "Only a trusted proxy or an admin may name the client address"
+
+
 class MediaNotAllowed(Forbidden):
     """The requested media is not the token's (403)."""
 
@@ -258,6 +309,14 @@ class BadGateway(GatewayError):
     status = 502
     code = "bad_gateway"
     default_message = "The upstream service is unavailable"
+
+
+class ServiceUnavailable(GatewayError):
+    """The database cannot be reached now (503); the client may retry."""
+
+    status = 503
+    code = "service_unavailable"
+    default_message = "The gateway's database is unavailable; try again"
 
 
 class GatewayTimeout(GatewayError):

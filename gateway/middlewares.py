@@ -36,12 +36,15 @@ from gateway.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnknownTenant,
+    challenge_for,
     render,
     shape_for_path,
 )
 from gateway.identity.credentials import parse_credentials
 from gateway.netaddr import IPAddress
+from gateway.storage import StorageUnavailable
 
 __all__ = ["MIDDLEWARES", "error_response"]
 
@@ -63,14 +66,15 @@ _ID_COUNTER = itertools.count(1)
 
 def error_response(request: web.Request, error: GatewayError, status: int) -> web.Response:
     """Render ``error`` in the body shape of the request's API family."""
-    body = render(shape_for_path(request.path), error)
-    response = web.json_response(body, status=status, headers=error.headers)
-    if status == 401 and getattr(error, "challenge", None):
-        response.headers.setdefault("WWW-Authenticate", error.challenge)  # type: ignore[attr-defined]
+    shape = shape_for_path(request.path)
+    response = web.json_response(render(shape, error), status=status, headers=error.headers)
+    challenge = challenge_for(shape, error, status)
+    if challenge is not None:
+        response.headers.setdefault("WWW-Authenticate", challenge)
     return response
 
 
-def request_id(request: web.Request) -> str:
+def request_id(request: web.BaseRequest) -> str:
     """A sane client ``X-Request-ID``, else a new one."""
     offered = request.headers.get("X-Request-ID")
     if offered is not None and _REQUEST_ID.match(offered):
@@ -134,6 +138,9 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except GatewayError as error:
         response = error_response(request, error, error.status)
+    except StorageUnavailable as exc:
+        log.warning("request %s: %s", rid, exc)  # names the host, never the password
+        response = error_response(request, ServiceUnavailable(), 503)
     except UnicodeError:
         # Text the request carried that cannot be encoded or decoded: the client's fault.
         response = error_response(request, BadRequest("Request contains text that is not valid UTF-8"),

@@ -13,6 +13,7 @@ __all__ = [
     "client_address",
     "in_networks",
     "parse_address",
+    "parse_network",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,6 +34,21 @@ def parse_address(text: str | None) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def parse_network(text: str) -> IPNetwork:
+    """Parse an address or CIDR (host bits allowed), or raise ValueError.
+
+    An IPv4-mapped IPv6 range (``::ffff:10.0.0.0/104``) is taken as its IPv4 range
+    (``10.0.0.0/8``), as ``parse_address`` takes client addresses, so it matches them.
+    The one parser of every configured or requested range.
+    """
+    network = ipaddress.ip_network(text.strip(), strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        mapped = network.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def address_text(address: IPAddress | None) -> str:
@@ -88,6 +104,11 @@ class ClientAddresses:
         self._trusted = tuple(trusted)
         self._size = size
         self._known: dict[tuple[str | None, str | None, str | None], IPAddress | None] = {}
+
+    def trusts(self, peer: str | None) -> bool:
+        """True when ``peer`` (the TCP peer's address text) is one of the trusted proxies."""
+        address = parse_address(peer)
+        return address is not None and in_networks(address, self._trusted)
 
     def __call__(self, peer: str | None, forwarded_for: str | None,
                  real_ip: str | None) -> IPAddress | None:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["migrations_dir", "openapi_path"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def migrations_dir() -> Path:
-    """The numbered .sql files: ``gateway/migrations`` in a wheel, ``migrations/`` in a checkout."""
-    packaged = _PACKAGE / "migrations"
+def migrations_dir(dialect: Literal["sqlite", "postgresql"]) -> Path:
+    """The numbered .sql files of ``dialect``: under ``gateway/migrations`` in a wheel,
+    ``migrations/`` in a checkout."""
+    packaged = _PACKAGE / "migrations" / dialect
     if packaged.is_dir():
         return packaged
-    return _PACKAGE.parent / "migrations"
+    return _PACKAGE.parent / "migrations" / dialect
 
 
 def openapi_path() -> Path:

@@ -27,11 +27,16 @@ def setup_routes(app: web.Application) -> None:
         web.get(NAMED + "/{token_id}/", named_tokens.show, allow_head=False),
         web.delete(NAMED + "/{token_id}", named_tokens.delete),
         web.delete(NAMED + "/{token_id}/", named_tokens.delete),
-        # Seed 004
+        # Seed 004, also without the trailing slash: behind Django's APPEND_SLASH SimpleJWT
+        # answers a POST there with a redirect, which clients follow as a GET, body lost.
         web.post("/api/token/", access_refresh.obtain),
+        web.post("/api/token", access_refresh.obtain),
         web.post("/api/token/refresh/", access_refresh.refresh),
+        web.post("/api/token/refresh", access_refresh.refresh),
         web.post("/api/token/verify/", access_refresh.verify),
+        web.post("/api/token/verify", access_refresh.verify),
         web.post("/api/token/blacklist/", access_refresh.blacklist),
+        web.post("/api/token/blacklist", access_refresh.blacklist),
         # Seed 000: media download tokens
         web.post("/token", media.issue),
         web.post("/token/check", media.check),

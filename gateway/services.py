@@ -18,6 +18,7 @@ from gateway.identity.resolver import Resolver
 from gateway.media.service import MediaService
 from gateway.passwords import PasswordHasher
 from gateway.storage import Store, open_sqlite_store
+from gateway.storage.postgresql import open_postgresql_store
 from gateway.tokens.keyring import Keyring, load_user_secret
 from gateway.tokens.lifecycle import TokenService
 
@@ -25,11 +26,13 @@ __all__ = ["Services", "build_services", "make_hasher", "open_store"]
 
 
 async def open_store(config: Config) -> Store:
-    """Open (and migrate) the database the config names."""
-    return await open_sqlite_store(
-        config.storage.path, synchronous=config.storage.synchronous,
-        busy_timeout=config.storage.busy_timeout,
-    )
+    """Open (and migrate) the database the config names: the one place a backend is chosen."""
+    storage = config.storage
+    if storage.url is not None:
+        return await open_postgresql_store(storage.url, pool_size=storage.pool_size,
+                                           acquire_timeout=storage.busy_timeout)
+    return await open_sqlite_store(storage.path, synchronous=storage.synchronous,
+                                   busy_timeout=storage.busy_timeout)
 
 
 def make_hasher(config: Config) -> PasswordHasher:

@@ -1,13 +1,25 @@
-"""Shared fixtures: a test config on a tmp_path database, an injected clock, users."""
+"""Shared fixtures: a test config on a tmp_path database, an injected clock, users.
+
+Tests that take ``config``, ``make_client``, ``client`` or ``store_url`` run twice: on a
+SQLite file in ``tmp_path`` and on a fresh schema of a PostgreSQL database made for this
+test session (``GATEWAY_TEST_POSTGRES_URL``, default the local server; dropped at the
+end). Without a reachable server the PostgreSQL runs skip, except under ``CI=true``, where
+they fail. ``@pytest.mark.sqlite_only`` keeps a test on SQLite (it reads the file itself).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -34,10 +46,17 @@ class Clock:
         self.now += seconds
 
 
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
 def make_config(tmp_path: Path, overrides: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None) -> Config:
-    """A Config for tests: a database in ``tmp_path``, a fixed secret and admin password."""
-    data: dict[str, Any] = {"storage": {"path": str(tmp_path / "data" / "gateway.db")}}
+                env: dict[str, str] | None = None, *, storage_url: str | None = None) -> Config:
+    """A Config for tests: a database in ``tmp_path`` (or at ``storage_url``), a fixed secret
+    and admin password. The generated files (secret) stay in ``tmp_path`` either way."""
+    data: dict[str, Any] = {"storage": {"path": str(tmp_path / "data" / "gateway.db"),
+                                        "url": storage_url}}
     for section, values in (overrides or {}).items():
         if isinstance(values, dict) and isinstance(data.get(section), dict):
             data[section] = {**data[section], **values}
@@ -55,26 +74,86 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _with_database(url: str, database: str) -> str:
+    return urlsplit(url)._replace(path=f"/{database}").geturl()
+
+
+async def _admin(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The url of a database made for this test session, dropped at its end."""
+    name = f"gateway_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        asyncio.run(_admin(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        reason = f"PostgreSQL at {POSTGRES_URL} not usable: {exc}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield _with_database(POSTGRES_URL, name)
+    finally:
+        asyncio.run(_admin(POSTGRES_URL, f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """A url whose connections work in a fresh, empty schema of the session's database."""
+    schema = f"t_{secrets.token_hex(6)}"
+    asyncio.run(_admin(postgres_database, f'CREATE SCHEMA "{schema}"'))
+    return f"{postgres_database}?search_path={schema}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store_url" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("store_url", ["sqlite"] if only_sqlite else ["sqlite", "postgresql"],
+                             indirect=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: run only on the SQLite backend")
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """The backend of this run: None for SQLite in tmp_path, else a PostgreSQL url."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return None
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path)
+def config(tmp_path: Path, store_url: str | None) -> Config:
+    return make_config(tmp_path, storage_url=store_url)
 
 
 ClientMaker = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any, tmp_path: Path, clock: Clock) -> ClientMaker:
+def make_client(aiohttp_client: Any, tmp_path: Path, clock: Clock,
+                store_url: str | None) -> ClientMaker:
     """Start the app on a test server: ``await make_client(overrides={...})``."""
 
     async def make(overrides: dict[str, Any] | None = None,
                    config: Config | None = None) -> TestClient[web.Request, web.Application]:
-        app = create_app(config or make_config(tmp_path, overrides), clock=clock)
+        app = create_app(config or make_config(tmp_path, overrides, storage_url=store_url),
+                         clock=clock)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
         return client
 

@@ -11,6 +11,7 @@ from tests.conftest import ADMIN_PASSWORD, TEST_SECRET, add_user
 INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 NO_ACCOUNT = {"detail": "No active account found with the given credentials", "code": "no_active_account"}
 REQUIRED = ["This field is required."]
+NULL = ["This field may not be null."]
 
 
 @pytest.fixture
@@ -214,3 +215,52 @@ async def test_failed_logins_here_count_toward_the_ban(client):
     assert login.status == 429
     status, body = await post(client, "/api/token/", {"username": "admin", "password": ADMIN_PASSWORD})
     assert status == 429 and set(body) == {"detail", "code"}
+
+
+# As stock SimpleJWT: its claims, its slashes, its null, its challenge
+
+
+async def test_access_tokens_carry_simplejwt_user_id_beside_sub(client, john):
+    pair = await obtain(client, email="johndoe@example.com", password="example1234")
+    access = claims(pair["access"])
+    assert access["user_id"] == access["sub"] == str(john.id)
+    assert {"token_type", "jti", "exp", "iat"} <= access.keys()
+    refreshed = (await post(client, "/api/token/refresh/", {"refresh": pair["refresh"]}))[1]
+    assert claims(refreshed["access"])["user_id"] == str(john.id)
+
+
+async def test_every_endpoint_answers_without_the_trailing_slash(client, john):
+    response = await client.post("/api/token", json={"username": "johndoe", "password": "example1234"},
+                                 allow_redirects=False)
+    assert response.status == 200
+    pair = await response.json()
+    assert await post(client, "/api/token/verify", {"token": pair["access"]}) == (200, {})
+    status, body = await post(client, "/api/token/refresh", {"refresh": pair["refresh"]})
+    assert status == 200 and set(body) == {"access"}
+    assert await post(client, "/api/token/blacklist", {"refresh": pair["refresh"]}) == (200, {})
+    assert await post(client, "/api/token/verify", {"token": pair["refresh"]}) == (401, INVALID)
+    assert await post(client, "/api/token", {"username": "johndoe"}) == (400, {"password": REQUIRED})
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"email": "johndoe@example.com", "password": None}, {"password": NULL}),
+    ({"username": "johndoe", "password": None}, {"password": NULL}),
+    ({"email": None, "password": None}, {"email": NULL, "password": NULL}),
+])
+async def test_a_null_field_may_not_be_null(client, john, body, expected):
+    assert await post(client, "/api/token/", body) == (400, expected)
+
+
+@pytest.mark.parametrize("path", ["/api/token/refresh/", "/api/token/blacklist/", "/api/token/refresh"])
+async def test_a_refused_refresh_token_challenges_bearer_only(client, path):
+    response = await client.post(path, json={"refresh": "garbage"})
+    assert (response.status, await response.json()) == (401, INVALID)
+    assert response.headers.getall("WWW-Authenticate") == ['Bearer realm="api"']
+
+
+async def test_a_refused_verify_and_login_challenge_bearer_only(client, john):
+    for path, body in (("/api/token/verify/", {"token": "garbage"}),
+                       ("/api/token/", {"username": "johndoe", "password": "wrong"})):
+        response = await client.post(path, json=body)
+        assert response.status == 401
+        assert response.headers.getall("WWW-Authenticate") == ['Bearer realm="api"']

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import Conflict
-from gateway.storage import NewToken, Revocation, Scope, SQLiteStore, open_sqlite_store
+from gateway.storage import AlreadyExists, NewToken, Revocation, Scope, SQLiteStore, open_sqlite_store
 
 
 @pytest.fixture
@@ -71,8 +70,8 @@ async def test_a_failing_writer_fails_alone(store: SQLiteStore, tmp_path: Path) 
         *(store.add_tokens([media_row(f"late{index}")]) for index in range(10)),
         return_exceptions=True,
     )
-    assert [type(result) for result in results].count(Conflict) == 1
-    assert isinstance(results[10], Conflict)
+    assert [type(result) for result in results].count(AlreadyExists) == 1
+    assert isinstance(results[10], AlreadyExists)
     kids = committed_kids(tmp_path / "gateway.db")
     assert {f"ok{index}" for index in range(10)} <= kids
     assert {f"late{index}" for index in range(10)} <= kids
@@ -86,7 +85,7 @@ async def test_a_multi_statement_writer_that_fails_leaves_nothing_behind(
         store.add_tokens([media_row("bystander")]),
         return_exceptions=True,
     )
-    assert isinstance(failed, Conflict) and bystander is None
+    assert isinstance(failed, AlreadyExists) and bystander is None
     kids = committed_kids(tmp_path / "gateway.db")
     assert "first-of-two" not in kids
     assert "bystander" in kids

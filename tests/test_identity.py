@@ -32,8 +32,8 @@ async def client(aiohttp_client, tmp_path, clock):
     return await aiohttp_client(app)
 
 
-def basic(username: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+def basic(username: str, password: str, encoding: str = "utf-8") -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode(encoding)).decode()
     return {"Authorization": f"Basic {token}"}
 
 
@@ -59,6 +59,17 @@ async def test_basic_password_may_contain_colons(client):
     await add_user(client.app, "alice", "pass:with:colons")
     response = await client.get("/whoami", headers=basic("alice", "pass:with:colons"))
     assert response.status == 200
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+async def test_basic_credentials_in_utf8_or_latin1(client, encoding):
+    # Browsers and curl send UTF-8; requests sends Latin-1 (RFC 7617's historical default).
+    await add_user(client.app, "jörg", "pässwörd")
+    response = await client.get("/whoami", headers=basic("jörg", "pässwörd", encoding))
+    assert response.status == 200
+    assert (await response.json())["username"] == "jörg"
+    wrong = await client.get("/whoami", headers=basic("jörg", "passwörd", encoding))
+    assert wrong.status == 401
 
 
 @pytest.mark.parametrize("authorization", [

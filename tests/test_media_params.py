@@ -461,9 +461,15 @@ def test_ipv6_cidr_boundaries(address: str, allowed: bool) -> None:
     assert address_allowed(ip_address(address), parse_ranges(["2001:db8::/32"])) is allowed
 
 
-@pytest.mark.parametrize("ranges", [["::/0"], ["::ffff:0:0/96"], ["::ffff:10.0.0.0/104"]])
+@pytest.mark.parametrize("ranges", [["::/0"], ["::fffe:0:0/95"], ["2001:db8::/32"]])
 def test_ipv4_address_never_matches_an_ipv6_range(ranges: list[str]) -> None:
     assert not address_allowed(ip_address("10.0.0.1"), parse_ranges(ranges))
+
+
+@pytest.mark.parametrize("ranges", [["::ffff:0:0/96"], ["::ffff:10.0.0.0/104"]])
+def test_an_ipv4_mapped_range_is_its_ipv4_range(ranges: list[str]) -> None:
+    # netaddr.parse_network, as for ipRange and trusted_proxies.
+    assert address_allowed(ip_address("10.0.0.1"), parse_ranges(ranges))
 
 
 def test_ipv6_address_never_matches_an_ipv4_range() -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from gateway.errors import Conflict
 from gateway.resources import migrations_dir
-from gateway.storage import MigrationError, NewUser, open_sqlite_store
-from gateway.storage.migrations import apply_migrations, discover, split_statements
+from gateway.storage import MigrationError, NewUser, NoSuchParent, open_sqlite_store
+from gateway.storage.migrations import apply_sqlite_migrations, discover, split_statements
 
 # split_statements
 
@@ -72,7 +71,7 @@ def test_split_two_statements_on_one_line() -> None:
         "CREATE TABLE a (x);", "CREATE TABLE b (y);"]
 
 
-# apply_migrations on a migrations directory of our own
+# apply_sqlite_migrations on a migrations directory of our own
 
 
 @contextlib.asynccontextmanager
@@ -115,7 +114,7 @@ async def test_migrations_apply_in_order_with_one_version_row_each(tmp_path: Pat
     directory = write_migrations(tmp_path / "migrations", THREE)
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
-        applied = await apply_migrations(connection, directory)
+        applied = await apply_sqlite_migrations(connection, directory)
     assert applied == ["0001_first.sql", "0002_second.sql", "0003_third.sql"]
     assert versions(db) == [(1, "0001_first.sql"), (2, "0002_second.sql"), (3, "0003_third.sql")]
     with contextlib.closing(sqlite3.connect(db)) as check:
@@ -126,9 +125,9 @@ async def test_running_twice_applies_nothing_the_second_time(tmp_path: Path) -> 
     directory = write_migrations(tmp_path / "migrations", THREE)
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
-        await apply_migrations(connection, directory)
+        await apply_sqlite_migrations(connection, directory)
     async with connect(db) as connection:
-        assert await apply_migrations(connection, directory) == []
+        assert await apply_sqlite_migrations(connection, directory) == []
     assert len(versions(db)) == 3
     with contextlib.closing(sqlite3.connect(db)) as check:
         assert check.execute("SELECT COUNT(*) FROM a").fetchone() == (1,)
@@ -138,9 +137,9 @@ async def test_a_new_file_is_applied_on_top(tmp_path: Path) -> None:
     directory = write_migrations(tmp_path / "migrations", {"0001_first.sql": "CREATE TABLE a (x);\n"})
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
-        await apply_migrations(connection, directory)
+        await apply_sqlite_migrations(connection, directory)
         write_migrations(directory, {"0002_more.sql": "CREATE TABLE c (x);\n"})
-        assert await apply_migrations(connection, directory) == ["0002_more.sql"]
+        assert await apply_sqlite_migrations(connection, directory) == ["0002_more.sql"]
     assert "c" in tables(db)
 
 
@@ -163,7 +162,7 @@ async def test_failing_migration_leaves_nothing_of_its_file(tmp_path: Path) -> N
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
         with pytest.raises(MigrationError, match=r"0002_broken\.sql: no such table: no_such_table"):
-            await apply_migrations(connection, directory)
+            await apply_sqlite_migrations(connection, directory)
         # The connection is usable afterwards: no transaction was left open.
         assert not connection.in_transaction
     assert "a" in tables(db)
@@ -175,7 +174,7 @@ async def test_failing_migration_leaves_nothing_of_its_file(tmp_path: Path) -> N
     # Fixed, it applies on the next run.
     write_migrations(directory, {"0002_broken.sql": "CREATE TABLE half_done (x INTEGER);\n"})
     async with connect(db) as connection:
-        assert await apply_migrations(connection, directory) == ["0002_broken.sql"]
+        assert await apply_sqlite_migrations(connection, directory) == ["0002_broken.sql"]
     assert "half_done" in tables(db)
 
 
@@ -187,7 +186,7 @@ async def test_incomplete_migration_file_applies_nothing(tmp_path: Path) -> None
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
         with pytest.raises(MigrationError, match="incomplete"):
-            await apply_migrations(connection, directory)
+            await apply_sqlite_migrations(connection, directory)
     assert "b" not in tables(db)
     assert versions(db) == [(1, "0001_ok.sql")]
 
@@ -203,7 +202,7 @@ async def test_trigger_migration_applies_and_fires(tmp_path: Path) -> None:
     )})
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
-        await apply_migrations(connection, directory)
+        await apply_sqlite_migrations(connection, directory)
         await connection.execute("INSERT INTO a VALUES (7)")
     with contextlib.closing(sqlite3.connect(db)) as check:
         assert check.execute("SELECT x, note FROM log").fetchall() == [(7, "inserted; logged")]
@@ -213,11 +212,11 @@ async def test_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     directory = write_migrations(tmp_path / "migrations", {"0001_first.sql": "CREATE TABLE a (x);\n"})
     db = tmp_path / "db.sqlite"
     async with connect(db) as connection:
-        await apply_migrations(connection, directory)
+        await apply_sqlite_migrations(connection, directory)
         await connection.execute(
             "INSERT INTO schema_version (version, name, applied_at) VALUES (99, '0099_future.sql', 0)")
         with pytest.raises(MigrationError, match="0099"):
-            await apply_migrations(connection, directory)
+            await apply_sqlite_migrations(connection, directory)
 
 
 def test_discover_refuses_two_files_with_one_number(tmp_path: Path) -> None:
@@ -246,7 +245,7 @@ async def test_real_migrations_create_the_tables(tmp_path: Path) -> None:
     store = await open_sqlite_store(db)
     await store.close()
     assert {"schema_version", "tenants", "users", "tokens", "keys"} <= tables(db)
-    shipped = [name for _, name, _ in discover(migrations_dir())]
+    shipped = [name for _, name, _ in discover(migrations_dir("sqlite"))]
     assert shipped, "the package ships migrations"
     assert [name for _, name in versions(db)] == shipped
 
@@ -291,7 +290,7 @@ async def test_store_uses_wal(tmp_path: Path) -> None:
 async def test_store_writer_enforces_foreign_keys(tmp_path: Path) -> None:
     store = await open_sqlite_store(tmp_path / "gateway.db")
     try:
-        with pytest.raises(Conflict, match="tenant 'nope'"):
+        with pytest.raises(NoSuchParent, match="tenant 'nope'"):
             await store.add_user(NewUser(tenant="nope", username="alice", password_hash="x"),
                                  time.time())
         assert await store.list_users("nope") == []
@@ -302,14 +301,14 @@ async def test_store_writer_enforces_foreign_keys(tmp_path: Path) -> None:
 async def test_store_writer_and_reader_pragmas(tmp_path: Path) -> None:
     store = await open_sqlite_store(tmp_path / "gateway.db")
     try:
-        for connection in (store._writer, store._reader):
+        for connection in (store._writer.raw, store._reader.raw):
             async with connection.execute("PRAGMA foreign_keys") as cursor:
                 assert await cursor.fetchone() == (1,)
             async with connection.execute("PRAGMA journal_mode") as cursor:
                 assert await cursor.fetchone() == ("wal",)
             async with connection.execute("PRAGMA busy_timeout") as cursor:
                 assert await cursor.fetchone() == (5000,)
-        async with store._reader.execute("PRAGMA query_only") as cursor:
+        async with store._reader.raw.execute("PRAGMA query_only") as cursor:
             assert await cursor.fetchone() == (1,)
     finally:
         await store.close()

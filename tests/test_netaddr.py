@@ -6,7 +6,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
 import pytest
 
-from gateway.netaddr import IPNetwork, client_address, in_networks, parse_address
+from gateway.media.params import defaults_for, parse_request
+from gateway.netaddr import IPNetwork, client_address, in_networks, parse_address, parse_network
+from tests.conftest import make_config
 
 TRUSTED: tuple[IPNetwork, ...] = (ip_network("127.0.0.1/32"), ip_network("::1/128"),
                                   ip_network("10.0.0.0/8"))
@@ -196,3 +198,37 @@ def test_malformed_x_real_ip_gives_the_peer() -> None:
 
 def test_mapped_x_real_ip_is_taken_as_ipv4() -> None:
     assert client_address("127.0.0.1", None, "::ffff:198.51.100.1", TRUSTED) == addr("198.51.100.1")
+
+
+# parse_network: the one CIDR parser of trusted_proxies and media ipRange
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("10.0.0.0/8", "10.0.0.0/8"),
+    (" 10.1.2.3/8 ", "10.0.0.0/8"),
+    ("203.0.113.9", "203.0.113.9/32"),
+    ("2001:db8::/32", "2001:db8::/32"),
+    ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+    ("::FFFF:192.0.2.128/121", "192.0.2.128/25"),
+    ("::ffff:203.0.113.9", "203.0.113.9/32"),
+    ("::ffff:0:0/96", "0.0.0.0/0"),
+    ("::ffff:0:0/95", "::fffe:0:0/95"),  # wider than the mapped space: stays IPv6
+])
+def test_parse_network(text: str, expected: str) -> None:
+    assert parse_network(text) == ip_network(expected)
+
+
+@pytest.mark.parametrize("text", ["", "10.0.0.0/33", "not-an-ip", "::ffff:10.0.0.0/129"])
+def test_parse_network_refuses_what_is_not_a_range(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_network(text)
+
+
+def test_a_mapped_trusted_proxy_and_a_mapped_media_range_are_the_same_range(tmp_path) -> None:
+    config = make_config(tmp_path, {"server": {"trusted_proxies": ["::ffff:10.0.0.0/104"]}})
+    request = parse_request({"ipRange": ["::ffff:10.0.0.0/104"]}, defaults_for(config, "default"),
+                            config.media.algorithms)
+    assert config.server.trusted_proxies == request.ip_ranges == (ip_network("10.0.0.0/8"),)
+    # A mapped peer is normalised to IPv4 and so is behind the mapped trusted range.
+    assert client_address("::ffff:10.0.0.5", "198.51.100.1", None,
+                          config.server.trusted_proxies) == addr("198.51.100.1")

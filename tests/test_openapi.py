@@ -48,3 +48,17 @@ def test_every_registered_route_is_described(tmp_path):
 def test_nothing_is_described_that_is_not_served(tmp_path):
     extra = described_operations() - registered_operations(tmp_path)
     assert not extra, f"openapi.yaml describes routes the app does not have: {sorted(extra)}"
+
+
+def test_every_request_body_takes_json_and_both_form_encodings():
+    document = yaml.safe_load(openapi_path().read_text())
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            body = operation.get("requestBody") if isinstance(operation, dict) else None
+            if body is None:
+                continue
+            if "$ref" in body:
+                body = document["components"]["requestBodies"][body["$ref"].rsplit("/", 1)[1]]
+            assert set(body["content"]) == {
+                "application/json", "application/x-www-form-urlencoded", "multipart/form-data",
+            }, f"{method.upper()} {path}"

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from gateway.appkeys import LOGINS, RESOLVER, TENANT, TOKENS
 from gateway.errors import FieldErrors, InvalidCredentials, UserNotFound
-from gateway.handlers.common import address_of, read_json_object
+from gateway.handlers.common import address_of, read_body
 
 __all__ = ["blacklist", "obtain", "refresh", "verify"]
 
@@ -27,13 +27,15 @@ class NoActiveAccount(InvalidCredentials):
 
 
 def _strings(body: dict[str, Any], *names: str) -> dict[str, str]:
-    """The named string fields, or FieldErrors naming each missing or blank one."""
+    """The named string fields, or FieldErrors naming each missing, null or blank one."""
     errors: dict[str, str] = {}
     values: dict[str, str] = {}
     for name in names:
         value = body.get(name)
-        if value is None:
+        if name not in body:
             errors[name] = FieldErrors.REQUIRED
+        elif value is None:
+            errors[name] = FieldErrors.NULL
         elif not isinstance(value, str):
             errors[name] = "Not a valid string."
         elif not value.strip():
@@ -47,7 +49,7 @@ def _strings(body: dict[str, Any], *names: str) -> dict[str, str]:
 
 async def obtain(request: web.Request) -> web.Response:
     """Log in with ``email`` (or ``username``) and ``password``: a refresh and an access token."""
-    body = await read_json_object(request)
+    body = await read_body(request)
     by_email = "email" in body or "username" not in body
     fields = _strings(body, "email" if by_email else "username", "password")
     login = fields["email"] if by_email else fields["username"]
@@ -63,7 +65,7 @@ async def obtain(request: web.Request) -> web.Response:
 
 async def refresh(request: web.Request) -> web.Response:
     """A new access token (and, when rotating, a new refresh token) from a refresh token."""
-    token = _strings(await read_json_object(request), "refresh")["refresh"]
+    token = _strings(await read_body(request), "refresh")["refresh"]
     access, new_refresh = await request.app[TOKENS].refresh(token, request[TENANT])
     body = {"access": access.token}
     if new_refresh is not None:
@@ -73,13 +75,13 @@ async def refresh(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     """200 ``{}`` for a live access or refresh token; 401 ``token_not_valid`` otherwise."""
-    token = _strings(await read_json_object(request), "token")["token"]
+    token = _strings(await read_body(request), "token")["token"]
     await request.app[RESOLVER].verify(token, request[TENANT])
     return web.json_response({})
 
 
 async def blacklist(request: web.Request) -> web.Response:
     """Revoke a refresh token's family: log that login out everywhere."""
-    token = _strings(await read_json_object(request), "refresh")["refresh"]
+    token = _strings(await read_body(request), "refresh")["refresh"]
     await request.app[TOKENS].blacklist(token, request[TENANT])
     return web.json_response({})

@@ -1,4 +1,14 @@
-"""What every handler module needs: JSON bodies, the clock, the client address."""
+"""What every handler module needs: request bodies, the clock, the client address.
+
+Every endpoint that reads a body reads it with ``read_body``, so each accepts what the
+clients of its API family send: JSON, ``application/x-www-form-urlencoded`` (curl ``-d``,
+PHP, HTML forms) and ``multipart/form-data`` (DRF and Symfony clients). Form fields with
+PHP bracket names (``user[roles][]=…``) decode into the structure the JSON body would
+have, so a handler sees one shape whatever the encoding. A urlencoded body that is a JSON
+object is read as JSON: that is what ``curl -d '{…}'`` sends without ``-H 'Content-Type:
+application/json'``, and what these endpoints answered before they took forms (no field
+name of theirs starts with ``{``).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +16,45 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.appkeys import CLIENT_ADDRESS, CLOCK
 from gateway.errors import BadRequest
+from gateway.forms import FormError, decode_php_form
 from gateway.netaddr import address_text
 
-__all__ = ["address_of", "now", "read_json_object"]
+__all__ = ["MULTIPART", "URLENCODED", "address_of", "now", "read_body"]
+
+MULTIPART = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, or its form fields in the same shape; else a 400 saying why."""
+    if request.content_type == MULTIPART:
+        return await _read_form(request)
+    if request.content_type == URLENCODED and not (await request.read()).lstrip().startswith(b"{"):
+        return await _read_form(request)
+    return await _read_json_object(request)
+
+
+async def _read_form(request: web.Request) -> dict[str, Any]:
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):  # LookupError: unknown charset
+        raise BadRequest("Malformed form body") from None
+    pairs = []
+    for name, value in form.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"{name}: file uploads are not accepted here")
+        pairs.append((name, value))
+    try:
+        return decode_php_form(pairs)
+    except FormError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def _read_json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
         return {}

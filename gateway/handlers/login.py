@@ -6,7 +6,7 @@ from aiohttp import web
 
 from gateway.appkeys import CONFIG, CREDENTIALS, LOGINS, RESOLVER, TENANT, TOKENS
 from gateway.errors import BadCaller, BadRequest, GatewayError
-from gateway.handlers.common import address_of, read_json_object
+from gateway.handlers.common import address_of, read_body
 from gateway.identity.credentials import SESSION_KINDS
 
 __all__ = ["login", "logout"]
@@ -14,7 +14,7 @@ __all__ = ["login", "logout"]
 
 async def login(request: web.Request) -> web.Response:
     """Check a username and password; answer a session token and its key."""
-    body = await read_json_object(request)
+    body = await read_body(request)
     username, password = body.get("username"), body.get("password")
     if not (isinstance(username, str) and username and isinstance(password, str) and password):
         raise BadRequest("User name is required")

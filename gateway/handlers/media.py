@@ -1,46 +1,22 @@
 """Seed 000: ``POST /token`` (media download tokens), ``POST /token/check``, and JWKS.
 
-``POST /token`` takes multipart, urlencoded (PHP bracket names) or JSON bodies, as the
-seed's Symfony clients send them; errors are ``{"error", "message"}`` naming the field.
+Bodies are multipart, urlencoded (PHP bracket names, as the seed's Symfony clients send
+them) or JSON (``handlers.common.read_body``); errors are ``{"error", "message"}`` naming
+the field.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, STORE, TENANT
-from gateway.authz import authenticate, may_issue_media, require_identity
+from gateway.authz import authenticate, may_issue_media, require_address_claim, require_identity
 from gateway.errors import BadRequest, Forbidden, UnknownTenant
-from gateway.forms import FormError, decode_php_form
-from gateway.handlers.common import read_json_object
+from gateway.handlers.common import read_body
 from gateway.media.params import defaults_for, parse_request
 from gateway.netaddr import parse_address
 
 __all__ = ["check", "issue", "jwks"]
-
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
-async def read_body(request: web.Request) -> dict[str, Any]:
-    """A JSON object, or form fields decoded from PHP bracket names into the same shape."""
-    if request.content_type in FORM_TYPES:
-        try:
-            form = await request.post()
-        except (ValueError, LookupError, HttpProcessingError):  # LookupError: unknown charset
-            raise BadRequest("Malformed form body") from None
-        pairs = []
-        for name, value in form.items():
-            if not isinstance(value, str):
-                raise BadRequest(f"{name}: file uploads are not accepted here")
-            pairs.append((name, value))
-        try:
-            return decode_php_form(pairs)
-        except FormError as exc:
-            raise BadRequest(str(exc)) from None
-    return await read_json_object(request)
 
 
 async def issue(request: web.Request) -> web.Response:
@@ -64,7 +40,7 @@ async def issue(request: web.Request) -> web.Response:
 
 async def check(request: web.Request) -> web.Response:
     """Check (and, when one-time, use up) a media token: ``{"token", "media_id"?, "ip"?}``."""
-    body = await read_json_object(request)
+    body = await read_body(request)
     token = body.get("token")
     if not isinstance(token, str) or not token:
         raise BadRequest("token is required")
@@ -73,6 +49,7 @@ async def check(request: web.Request) -> web.Response:
         raise BadRequest("media_id must be a string or a number")
     address = request[CLIENT_ADDRESS]
     if "ip" in body:
+        await require_address_claim(request)
         address = parse_address(body["ip"]) if isinstance(body["ip"], str) else None
         if address is None:
             raise BadRequest("ip is not an IP address")

@@ -15,7 +15,7 @@ from gateway.appkeys import CONFIG, STORE, TOKENS
 from gateway.authz import require_identity
 from gateway.durations import format_duration, parse_duration
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.handlers.common import now, read_json_object
+from gateway.handlers.common import now, read_body
 from gateway.storage import TokenRecord
 from gateway.tokens.claims import TokenKind
 
@@ -86,7 +86,7 @@ async def _own_token(request: web.Request) -> TokenRecord:
 async def create(request: web.Request) -> web.Response:
     """Mint a named token for the caller: 201 with the token, its id and its life in seconds."""
     identity = await require_identity(request)
-    body = await read_json_object(request)
+    body = await read_body(request)
     description = _description(body)
     life = _life(body, request.app[CONFIG].tokens.api_token_max_life)
     try:

@@ -24,6 +24,7 @@ __all__ = [
     "VERIFY_KINDS",
     "Credentials",
     "Identity",
+    "basic_text",
     "hash_key",
     "parse_credentials",
 ]
@@ -64,6 +65,19 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def basic_text(raw: bytes) -> str:
+    """Decoded Basic credentials: UTF-8 when they are valid UTF-8, else Latin-1.
+
+    RFC 7617 leaves the charset to the client: browsers and curl send UTF-8, but
+    ``requests`` and other older clients send Latin-1 (the RFC's historical default).
+    Latin-1 decodes any bytes, so no credential is unreadable for its charset.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> Credentials | None:
     """Read the request's credentials (SPEC §4); None when it carries none."""
     authorization = headers.get("Authorization")
@@ -75,10 +89,10 @@ def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> C
             return Credentials("invalid")
         if scheme.lower() == "basic":
             try:
-                decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, ValueError):  # also non-ASCII input and bad UTF-8
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):  # also non-ASCII input
                 return Credentials("invalid")
-            username, colon, password = decoded.partition(":")
+            username, colon, password = basic_text(raw).partition(":")
             if not colon or not username:
                 return Credentials("invalid")
             return Credentials("basic", username=username, password=password)

@@ -8,7 +8,6 @@ enforces them at use, in SPEC §5.4's order.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.errors import BadRequest
-from gateway.netaddr import IPAddress, IPNetwork, in_networks
+from gateway.netaddr import IPAddress, IPNetwork, in_networks, parse_network
 
 __all__ = [
     "MediaTokenRequest",
@@ -86,15 +85,9 @@ def _network(name: str, value: object) -> IPNetwork:
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be an IP address or CIDR string")
     try:
-        network = ipaddress.ip_network(value.strip(), strict=False)
+        return parse_network(value)
     except ValueError:
         raise BadRequest(f"{name} is not an IP address or CIDR: {value[:64]!r}") from None
-    # An IPv4-mapped IPv6 range means its IPv4 range: client addresses are normalised so.
-    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
-        mapped = network.network_address.ipv4_mapped
-        if mapped is not None:
-            return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
-    return network
 
 
 def _ranges(value: object) -> tuple[IPNetwork, ...]:
@@ -221,7 +214,7 @@ def parse_ranges(ranges: Sequence[object]) -> tuple[IPNetwork, ...] | None:
     networks: list[IPNetwork] = []
     for text in ranges:
         try:
-            networks.append(ipaddress.ip_network(str(text), strict=False))
+            networks.append(parse_network(str(text)))
         except ValueError:
             continue
     return tuple(networks)

@@ -26,7 +26,6 @@ from gateway.config import Config
 from gateway.errors import (
     AddressNotAllowed,
     BadRequest,
-    Conflict,
     InvalidToken,
     MediaNotAllowed,
     TokenExpired,
@@ -41,11 +40,12 @@ from gateway.identity.credentials import Identity
 from gateway.media.keys import FAMILY_OF, MediaKeyCache, generate_key
 from gateway.media.params import MediaTokenRequest, address_allowed, build_claims, parse_ranges
 from gateway.netaddr import IPAddress
-from gateway.storage import KeyRecord, NewToken, Store
-from gateway.tokens.claims import TokenKind, checked_header, decode_with, is_number
+from gateway.storage import AlreadyExists, KeyRecord, NewToken, Store
+from gateway.tokens.claims import TokenKind, checked_header, decode_with
 
 __all__ = ["IssuedMediaToken", "MediaGrant", "MediaService"]
 
+_MEDIA = frozenset({TokenKind.MEDIA})
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class MediaService:
                 issued_at=issued_at, expires_at=claims["exp"], media_kid=request.kid,
                 signing_kid=record.kid,
             )])
-        except Conflict:
+        except AlreadyExists:
             raise BadRequest(f"kid {request.kid!r} is already registered in this tenant") from None
         token: str = await asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: jwt.encode(claims, key, algorithm=request.algorithm,
@@ -167,17 +167,11 @@ class MediaService:
         if key is None:
             raise InvalidToken()
         record, key_object = key
-        claims = decode_with(token, key_object, algorithm, self._config.tokens.issuer)
-        if (claims.get("token_type") != TokenKind.MEDIA.value
-                or claims.get("tenant") != record.tenant
-                or not isinstance(claims.get("kid"), str) or not isinstance(claims.get("jti"), str)
-                or not all(is_number(claims.get(name)) for name in ("iat", "nbf", "exp"))
-                or not isinstance(claims.get("context"), dict)):
+        claims = decode_with(token, key_object, algorithm, self._config.tokens.issuer, _MEDIA)
+        if claims["tenant"] != record.tenant:
             raise InvalidToken()
-        ranges = claims["context"].get("rangeip") or []
-        if not isinstance(ranges, list):
-            raise InvalidToken()
-        entry = CachedMedia(claims=claims, ranges=parse_ranges(ranges), tenant=record.tenant)
+        entry = CachedMedia(claims=claims, ranges=parse_ranges(claims["context"]["rangeip"]),
+                            tenant=record.tenant)
         if cache is not None:
             cache.put_media(token, entry, epoch)
         return entry
@@ -202,12 +196,12 @@ class MediaService:
         context: dict[str, Any] = claims["context"]
         if not address_allowed(address, verified.ranges):
             raise AddressNotAllowed()
-        media = context.get("media") or {}
-        wanted_media = media.get("id") if isinstance(media, dict) else None
+        # decode_with checked the types: ``media`` and ``user`` are objects.
+        wanted_media = context["media"].get("id")
         if wanted_media is not None and (media_id is None or str(wanted_media) != media_id):
             raise MediaNotAllowed()
-        restriction = context.get("user") or {}
-        if isinstance(restriction, dict) and (restriction.get("username") or restriction.get("roles")):
+        restriction = context["user"]
+        if restriction.get("username") or restriction.get("roles"):
             user = await identity()
             if user is None:
                 raise UserCredentialRequired()

@@ -1,13 +1,17 @@
-"""Persistence: the ``Store`` interface, its records, and the SQLite implementation."""
+"""Persistence: the ``Store`` interface, its records and errors, and its two backends."""
 
 from gateway.storage.base import (
+    AlreadyExists,
     Change,
     KeyRecord,
     NewToken,
     NewUser,
+    NoSuchParent,
     Revocation,
     Role,
     Scope,
+    StorageError,
+    StorageUnavailable,
     Store,
     TokenRecord,
     User,
@@ -17,16 +21,20 @@ from gateway.storage.migrations import MigrationError
 from gateway.storage.sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
+    "AlreadyExists",
     "Change",
     "ChangeFeed",
     "KeyRecord",
     "MigrationError",
     "NewToken",
     "NewUser",
+    "NoSuchParent",
     "Revocation",
     "Role",
     "SQLiteStore",
     "Scope",
+    "StorageError",
+    "StorageUnavailable",
     "Store",
     "TokenRecord",
     "User",

@@ -1,9 +1,9 @@
-"""The storage interface the handlers and the CLI call, and the records it returns.
+"""The storage interface the services and the CLI call, the records it returns, its errors.
 
-``SQLiteStore`` implements it; a PostgreSQL store would implement the same ``Store`` and
-nothing above this package would change. Every method is one transaction: a write
-either happens whole or not at all. Times are epoch seconds passed in by the caller, so
-tests drive them with an injected clock.
+``SQLiteStore`` and ``PostgreSQLStore`` implement it (``storage.open_store`` picks one from
+the config); nothing above this package knows which. Every method is one transaction: a
+write either happens whole or not at all. Times are epoch seconds passed in by the caller,
+so tests drive them with an injected clock.
 """
 
 from __future__ import annotations
@@ -16,17 +16,37 @@ from typing import Protocol
 from gateway.storage.changes import ChangeFeed
 
 __all__ = [
+    "AlreadyExists",
     "Change",
     "KeyRecord",
     "NewToken",
     "NewUser",
+    "NoSuchParent",
     "Revocation",
     "Role",
     "Scope",
+    "StorageError",
+    "StorageUnavailable",
     "Store",
     "TokenRecord",
     "User",
 ]
+
+
+class StorageError(Exception):
+    """The root of the errors a ``Store`` raises on purpose."""
+
+
+class AlreadyExists(StorageError):
+    """The row to create collides with one that exists (a unique name, a kid, a tenant)."""
+
+
+class NoSuchParent(StorageError):
+    """The row to create names one that does not exist (a user in an unknown tenant)."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached now (the message never holds a password)."""
 
 
 class Role(enum.IntEnum):
@@ -142,7 +162,7 @@ class Change:
 
 
 class Store(Protocol):
-    """Everything the gateway keeps. Methods raise ``gateway.errors.Conflict`` on duplicates."""
+    """Everything the gateway keeps. Methods raise ``AlreadyExists`` on duplicates."""
 
     #: Announces committed revocations to every process (see ``storage.changes``).
     feed: ChangeFeed

@@ -1,9 +1,11 @@
-"""Numbered SQL migrations, each applied whole in one ``BEGIN IMMEDIATE`` transaction.
+"""Numbered SQL migrations per dialect (``migrations/sqlite``, ``migrations/postgresql``),
+each file applied whole in one transaction together with its ``schema_version`` row.
 
-``executescript`` commits before it runs, so files are split into statements with
-``sqlite3.complete_statement`` and run one by one inside the transaction, together with
-the file's ``schema_version`` row. Several processes starting at once are safe: the
-write lock serialises them and each re-checks what is applied inside its transaction.
+SQLite: ``executescript`` commits before it runs, so files are split into statements with
+``sqlite3.complete_statement`` and run one by one inside a ``BEGIN IMMEDIATE``
+transaction. PostgreSQL runs a whole file as one simple query inside a transaction that
+first takes an advisory lock. Several processes starting at once are safe: the lock
+serialises them and each re-checks what is applied inside its transaction.
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
-__all__ = ["MigrationError", "apply_migrations", "discover", "split_statements"]
+if TYPE_CHECKING:
+    from gateway.storage.postgresql import RawConnection
+
+__all__ = [
+    "MigrationError",
+    "apply_postgresql_migrations",
+    "apply_sqlite_migrations",
+    "discover",
+    "split_statements",
+]
 
 _NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 
@@ -62,22 +74,25 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-async def apply_migrations(connection: aiosqlite.Connection, directory: Path) -> list[str]:
+def _refuse_newer(migrations: list[tuple[int, str, Path]], applied: list[int]) -> None:
+    known = {version for version, _, _ in migrations}
+    newer = sorted(version for version in applied if version not in known)
+    if newer:
+        raise MigrationError(
+            f"the database has migration {newer[-1]:04d}, which this gateway does not know; "
+            "run a newer gateway"
+        )
+
+
+async def apply_sqlite_migrations(connection: aiosqlite.Connection, directory: Path) -> list[str]:
     """Apply what is not yet applied; return the names applied now."""
     await connection.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
     )
     migrations = discover(directory)
-    known = {version for version, _, _ in migrations}
     async with connection.execute("SELECT version FROM schema_version") as cursor:
-        applied_rows = await cursor.fetchall()
-    newer = sorted(row[0] for row in applied_rows if row[0] not in known)
-    if newer:
-        raise MigrationError(
-            f"the database has migration {newer[-1]:04d}, which this gateway does not know; "
-            "run a newer gateway"
-        )
+        _refuse_newer(migrations, [row[0] for row in await cursor.fetchall()])
     applied_now: list[str] = []
     for version, name, path in migrations:
         statements = split_statements(path.read_text(encoding="utf-8"))
@@ -102,4 +117,44 @@ async def apply_migrations(connection: aiosqlite.Connection, directory: Path) ->
         except BaseException:
             await connection.execute("ROLLBACK")
             raise
+    return applied_now
+
+
+#: Advisory lock key of migrations (the first of the two keys ``serialize`` uses elsewhere).
+_MIGRATION_LOCK = 0x6761_7465
+
+
+async def apply_postgresql_migrations(connection: RawConnection,
+                                      directory: Path) -> list[str]:
+    """Apply what is not yet applied; return the names applied now."""
+    import asyncpg
+
+    migrations = discover(directory)
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        rows = await connection.fetch("SELECT version FROM schema_version")
+    _refuse_newer(migrations, [row[0] for row in rows])
+    applied_now: list[str] = []
+    for version, name, path in migrations:
+        async with connection.transaction():
+            # One migrating process at a time in this database, each re-checking inside.
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            if await connection.fetchval(
+                "SELECT 1 FROM schema_version WHERE version = $1", version
+            ) is not None:
+                continue
+            try:
+                await connection.execute(path.read_text(encoding="utf-8"))
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"{name}: {exc}") from exc
+            await connection.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)",
+                version, name, time.time(),
+            )
+            applied_now.append(name)
     return applied_now

@@ -1,28 +1,31 @@
 """All SQL of the gateway, as functions over a connection. Nothing here commits.
 
-The caller (``SQLiteStore``) owns transactions; every statement is parameterised.
+The caller (``SQLStore``) owns transactions; every statement is parameterised. The SQL is
+the dialect SQLite and PostgreSQL share, run through ``storage.connection.Connection``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
-import aiosqlite
-
-from gateway.errors import Conflict
 from gateway.storage.base import (
+    AlreadyExists,
     Change,
     KeyRecord,
     NewToken,
     NewUser,
+    NoSuchParent,
     Revocation,
     Role,
     Scope,
     TokenRecord,
     User,
 )
+from gateway.storage.connection import Connection, ConstraintViolation
+
+#: ``LIMIT`` for "no limit", in a form both dialects take.
+NO_LIMIT = 2**62
 
 _USER_COLUMNS = (
     "id, tenant_id, username, email, password_hash, role, roles, disabled, created_at, updated_at"
@@ -45,116 +48,105 @@ def _token(row: Any) -> TokenRecord:
     return TokenRecord(*row)
 
 
-async def _one(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    async with conn.execute(sql, params) as cursor:
-        return await cursor.fetchone()
-
-
-async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    async with conn.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())
-
-
-async def select_one(conn: aiosqlite.Connection) -> None:
-    await _one(conn, "SELECT 1", ())
+async def select_one(conn: Connection) -> None:
+    await conn.one("SELECT 1", ())
 
 
 # Tenants
 
-async def tenant_exists(conn: aiosqlite.Connection, tenant: str) -> bool:
-    return await _one(conn, "SELECT 1 FROM tenants WHERE id = ?", (tenant,)) is not None
+async def tenant_exists(conn: Connection, tenant: str) -> bool:
+    return await conn.one("SELECT 1 FROM tenants WHERE id = ?", (tenant,)) is not None
 
 
-async def insert_tenant(conn: aiosqlite.Connection, tenant: str, now: float) -> bool:
-    cursor = await conn.execute(
+async def insert_tenant(conn: Connection, tenant: str, now: float) -> bool:
+    return await conn.run(
         "INSERT INTO tenants (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
         (tenant, now),
-    )
-    return cursor.rowcount == 1
+    ) == 1
 
 
-async def list_tenants(conn: aiosqlite.Connection) -> list[str]:
-    return [row[0] for row in await _all(conn, "SELECT id FROM tenants ORDER BY id", ())]
+async def list_tenants(conn: Connection) -> list[str]:
+    return [row[0] for row in await conn.all("SELECT id FROM tenants ORDER BY id", ())]
 
 
 # Users
 
-async def has_root(conn: aiosqlite.Connection) -> bool:
-    return await _one(conn, "SELECT 1 FROM users WHERE role = ? LIMIT 1",
-                      (int(Role.ROOT),)) is not None
+async def has_root(conn: Connection) -> bool:
+    return await conn.one("SELECT 1 FROM users WHERE role = ? LIMIT 1",
+                          (int(Role.ROOT),)) is not None
 
 
-async def insert_user(conn: aiosqlite.Connection, user: NewUser, now: float) -> int:
+async def insert_user(conn: Connection, user: NewUser, now: float) -> int:
     try:
-        cursor = await conn.execute(
+        row = await conn.one(
             "INSERT INTO users (tenant_id, username, email, password_hash, role, roles,"
-            " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
-            (user.tenant, user.username, user.email, user.password_hash, user.role,
+            " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
+            (user.tenant, user.username, user.email, user.password_hash, int(user.role),
              json.dumps(list(user.roles)), now, now),
         )
-    except sqlite3.IntegrityError as exc:
-        text = str(exc)
-        if "users.email" in text:
-            raise Conflict(f"email {user.email!r} is taken in tenant {user.tenant!r}") from None
-        if "users.username" in text:
-            raise Conflict(
+    except ConstraintViolation as exc:
+        if exc.kind == "foreign_key":
+            raise NoSuchParent(f"tenant {user.tenant!r} does not exist") from None
+        if "email" in exc.detail:
+            raise AlreadyExists(f"email {user.email!r} is taken in tenant {user.tenant!r}") from None
+        if "username" in exc.detail:
+            raise AlreadyExists(
                 f"user {user.username!r} already exists in tenant {user.tenant!r}"
             ) from None
-        if "FOREIGN KEY" in text:
-            raise Conflict(f"tenant {user.tenant!r} does not exist") from None
         raise
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+    assert row is not None
+    return int(row[0])
 
 
-async def user_by_name(conn: aiosqlite.Connection, tenant: str, username: str) -> User | None:
-    row = await _one(
-        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND username = ?",  # noqa: S608
+async def user_by_name(conn: Connection, tenant: str, username: str) -> User | None:
+    row = await conn.one(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND username = ?",  # noqa: S608
         (tenant, username),
     )
     return None if row is None else _user(row)
 
 
-async def user_by_email(conn: aiosqlite.Connection, tenant: str, email: str) -> User | None:
-    row = await _one(
-        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND email = ?",  # noqa: S608
+async def user_by_email(conn: Connection, tenant: str, email: str) -> User | None:
+    row = await conn.one(
+        f"SELECT {_USER_COLUMNS} FROM users"  # noqa: S608 - constant column list
+        " WHERE tenant_id = ? AND lower(email) = lower(?)",
         (tenant, email),
     )
     return None if row is None else _user(row)
 
 
-async def user_by_id(conn: aiosqlite.Connection, user_id: int) -> User | None:
-    row = await _one(conn, f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))  # noqa: S608
+async def user_by_id(conn: Connection, user_id: int) -> User | None:
+    row = await conn.one(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))  # noqa: S608
     return None if row is None else _user(row)
 
 
-async def users_of_tenant(conn: aiosqlite.Connection, tenant: str) -> list[User]:
-    rows = await _all(
-        conn, f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username",  # noqa: S608
+async def users_of_tenant(conn: Connection, tenant: str) -> list[User]:
+    rows = await conn.all(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? ORDER BY username",  # noqa: S608
         (tenant,),
     )
     return [_user(row) for row in rows]
 
 
-async def update_password(conn: aiosqlite.Connection, user_id: int, password_hash: str,
+async def update_password(conn: Connection, user_id: int, password_hash: str,
                           now: float) -> None:
-    await conn.execute(
+    await conn.run(
         "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
         (password_hash, now, user_id),
     )
 
 
-async def update_disabled(conn: aiosqlite.Connection, user_id: int, disabled: bool,
+async def update_disabled(conn: Connection, user_id: int, disabled: bool,
                           now: float) -> None:
-    await conn.execute(
+    await conn.run(
         "UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
         (int(disabled), now, user_id),
     )
 
 
-async def update_roles(conn: aiosqlite.Connection, user_id: int, roles: tuple[str, ...],
+async def update_roles(conn: Connection, user_id: int, roles: tuple[str, ...],
                        now: float) -> None:
-    await conn.execute(
+    await conn.run(
         "UPDATE users SET roles = ?, updated_at = ? WHERE id = ?",
         (json.dumps(list(roles)), now, user_id),
     )
@@ -162,9 +154,9 @@ async def update_roles(conn: aiosqlite.Connection, user_id: int, roles: tuple[st
 
 # Tokens
 
-async def insert_token(conn: aiosqlite.Connection, token: NewToken) -> None:
+async def insert_token(conn: Connection, token: NewToken) -> None:
     try:
-        await conn.execute(
+        await conn.run(
             "INSERT INTO tokens (jti, kind, tenant_id, user_id, issued_at, expires_at, key_hash,"
             " description, family_id, parent_jti, media_kid, signing_kid)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -172,18 +164,17 @@ async def insert_token(conn: aiosqlite.Connection, token: NewToken) -> None:
              token.expires_at, token.key_hash, token.description, token.family_id,
              token.parent_jti, token.media_kid, token.signing_kid),
         )
-    except sqlite3.IntegrityError as exc:
-        if "tokens.description" in str(exc):
-            raise Conflict(f"a token described {token.description!r} exists already") from None
-        if "tokens.media_kid" in str(exc):
-            raise Conflict(f"kid {token.media_kid!r} is already registered") from None
+    except ConstraintViolation as exc:
+        if "description" in exc.detail:
+            raise AlreadyExists(f"a token described {token.description!r} exists already") from None
+        if "media_kid" in exc.detail:
+            raise AlreadyExists(f"kid {token.media_kid!r} is already registered") from None
         raise
 
 
-async def user_tokens(conn: aiosqlite.Connection, user_id: int, kind: str, limit: int,
+async def user_tokens(conn: Connection, user_id: int, kind: str, limit: int,
                       offset: int) -> list[TokenRecord]:
-    rows = await _all(
-        conn,
+    rows = await conn.all(
         f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608 - constant column list
         " WHERE user_id = ? AND kind = ? AND deleted_at IS NULL"
         " ORDER BY issued_at, jti LIMIT ? OFFSET ?",
@@ -192,21 +183,19 @@ async def user_tokens(conn: aiosqlite.Connection, user_id: int, kind: str, limit
     return [_token(row) for row in rows]
 
 
-async def mark_deleted(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
+async def mark_deleted(conn: Connection, jti: str, now: float) -> bool:
     """Hide a token (its revocation is the caller's, through ``revoke``)."""
-    cursor = await conn.execute(
+    return await conn.run(
         "UPDATE tokens SET deleted_at = ? WHERE jti = ? AND deleted_at IS NULL", (now, jti),
-    )
-    return cursor.rowcount == 1
+    ) == 1
 
 
-async def mark_used(conn: aiosqlite.Connection, jti: str, now: float) -> bool:
+async def mark_used(conn: Connection, jti: str, now: float) -> bool:
     """Mark a live refresh token rotated out; False when it was used or revoked already."""
-    cursor = await conn.execute(
+    return await conn.run(
         "UPDATE tokens SET used_at = ? WHERE jti = ? AND used_at IS NULL AND revoked_at IS NULL",
         (now, jti),
-    )
-    return cursor.rowcount == 1
+    ) == 1
 
 
 _REVOKED_ROWS = {
@@ -217,71 +206,73 @@ _REVOKED_ROWS = {
 }
 
 
-async def revoke(conn: aiosqlite.Connection, revocation: Revocation,
-                 now: float) -> tuple[int, bool]:
-    """The revocation seam: revoke the rows ``revocation`` covers and log the change.
+async def revoke(conn: Connection, revocation: Revocation, now: float) -> int:
+    """The revocation seam: revoke the rows ``revocation`` covers, log the change and have
+    it announced to every process once committed (``Connection.announce_change``).
 
-    Returns the token rows revoked and whether a change was logged: a token or family
-    revocation that finds nothing live logs nothing (no cache can hold it); user,
-    user-state and key changes always log.
+    Returns the token rows revoked. A token or family revocation that finds nothing live
+    logs nothing (no cache can hold it); user, user-state and key changes always log.
     """
     revoked = 0
     where = _REVOKED_ROWS.get(revocation.scope)
     if where is not None:
         subject: str | int = (int(revocation.subject) if revocation.scope is Scope.USER
                               else revocation.subject)
-        cursor = await conn.execute(
+        revoked = await conn.run(
             f"UPDATE tokens SET revoked_at = ?, revoke_reason = ?"  # noqa: S608 - constant clauses
             f" WHERE {where} AND revoked_at IS NULL",
             (now, revocation.reason, subject),
         )
-        revoked = cursor.rowcount
         if revoked == 0 and revocation.scope is not Scope.USER:
-            return 0, False
-    await conn.execute(
+            return 0
+    # Log rows are numbered in commit order: a process that read up to seq n must never
+    # see a smaller seq commit later (PostgreSQL hands out sequence values at INSERT).
+    await conn.serialize("revocations")
+    await conn.run(
         "INSERT INTO revocations (at, scope, subject, user_id, reason) VALUES (?, ?, ?, ?, ?)",
         (now, revocation.scope.value, revocation.subject, revocation.user_id, revocation.reason),
     )
-    return revoked, True
+    await conn.announce_change()
+    return revoked
 
 
-async def changes_since(conn: aiosqlite.Connection, seq: int) -> tuple[list[Change], int]:
-    rows = await _all(
-        conn, "SELECT seq, scope, subject, user_id FROM revocations WHERE seq > ? ORDER BY seq",
+async def changes_since(conn: Connection, seq: int) -> tuple[list[Change], int]:
+    rows = await conn.all(
+        "SELECT seq, scope, subject, user_id FROM revocations WHERE seq > ? ORDER BY seq",
         (seq,),
     )
-    oldest = await _one(conn, "SELECT MIN(seq) FROM revocations", ())
+    oldest = await conn.one("SELECT COALESCE(MIN(seq), 0) FROM revocations", ())
+    assert oldest is not None
     changes = [Change(seq=row[0], scope=Scope(row[1]), subject=row[2], user_id=row[3])
                for row in rows]
-    return changes, oldest[0] or 0
+    return changes, int(oldest[0])
 
 
-async def last_change(conn: aiosqlite.Connection) -> int:
-    row = await _one(conn, "SELECT MAX(seq) FROM revocations", ())
-    return int(row[0] or 0)
+async def last_change(conn: Connection) -> int:
+    row = await conn.one("SELECT COALESCE(MAX(seq), 0) FROM revocations", ())
+    assert row is not None
+    return int(row[0])
 
 
-async def delete_old_changes(conn: aiosqlite.Connection, before: float) -> int:
-    # The newest row always stays, so AUTOINCREMENT never hands out a seq twice and the
-    # oldest kept seq tells a process that slept through a pruning that it missed some.
-    cursor = await conn.execute(
+async def delete_old_changes(conn: Connection, before: float) -> int:
+    # The newest row always stays, so the log never starts again from an empty table, and
+    # the oldest kept seq tells a process that slept through a pruning that it missed some.
+    return await conn.run(
         "DELETE FROM revocations WHERE at < ? AND seq < (SELECT MAX(seq) FROM revocations)",
         (before,),
     )
-    return cursor.rowcount
 
 
-async def token_by_jti(conn: aiosqlite.Connection, jti: str) -> TokenRecord | None:
-    row = await _one(conn, f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE jti = ?", (jti,))  # noqa: S608
+async def token_by_jti(conn: Connection, jti: str) -> TokenRecord | None:
+    row = await conn.one(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE jti = ?", (jti,))  # noqa: S608
     return None if row is None else _token(row)
 
 
-async def token_and_user(conn: aiosqlite.Connection,
+async def token_and_user(conn: Connection,
                          jti: str) -> tuple[TokenRecord, User | None] | None:
     columns = ", ".join(f"t.{c.strip()}" for c in _TOKEN_COLUMNS.split(","))
     user_columns = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
-    row = await _one(
-        conn,
+    row = await conn.one(
         f"SELECT {columns}, {user_columns} FROM tokens t"  # noqa: S608 - constant column lists
         " LEFT JOIN users u ON u.id = t.user_id WHERE t.jti = ?",
         (jti,),
@@ -293,28 +284,25 @@ async def token_and_user(conn: aiosqlite.Connection,
     return _token(row[:width]), user
 
 
-async def delete_expired_tokens(conn: aiosqlite.Connection, now: float) -> int:
-    cursor = await conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
-    return cursor.rowcount
+async def delete_expired_tokens(conn: Connection, now: float) -> int:
+    return await conn.run("DELETE FROM tokens WHERE expires_at < ?", (now,))
 
 
-async def consume_media(conn: aiosqlite.Connection, tenant: str, media_kid: str,
+async def consume_media(conn: Connection, tenant: str, media_kid: str,
                         now: float) -> bool:
-    cursor = await conn.execute(
+    return await conn.run(
         "UPDATE tokens SET used_at = ? WHERE tenant_id = ? AND media_kid = ? AND kind = 'media'"
         " AND used_at IS NULL AND revoked_at IS NULL",
         (now, tenant, media_kid),
-    )
-    return cursor.rowcount == 1
+    ) == 1
 
 
-async def delete_unneeded_keys(conn: aiosqlite.Connection, now: float) -> int:
-    cursor = await conn.execute(
+async def delete_unneeded_keys(conn: Connection, now: float) -> int:
+    return await conn.run(
         "DELETE FROM keys WHERE retired_at IS NOT NULL AND NOT EXISTS ("
         " SELECT 1 FROM tokens WHERE tokens.signing_kid = keys.kid AND tokens.expires_at >= ?)",
         (now,),
     )
-    return cursor.rowcount
 
 
 # Keys
@@ -326,14 +314,13 @@ def _key(row: Any) -> KeyRecord:
     return KeyRecord(*row)
 
 
-async def key_by_kid(conn: aiosqlite.Connection, kid: str) -> KeyRecord | None:
-    row = await _one(conn, f"SELECT {_KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,))  # noqa: S608
+async def key_by_kid(conn: Connection, kid: str) -> KeyRecord | None:
+    row = await conn.one(f"SELECT {_KEY_COLUMNS} FROM keys WHERE kid = ?", (kid,))  # noqa: S608
     return None if row is None else _key(row)
 
 
-async def active_key(conn: aiosqlite.Connection, tenant: str, family: str) -> KeyRecord | None:
-    row = await _one(
-        conn,
+async def active_key(conn: Connection, tenant: str, family: str) -> KeyRecord | None:
+    row = await conn.one(
         f"SELECT {_KEY_COLUMNS} FROM keys"  # noqa: S608 - constant column list
         " WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL"
         " ORDER BY created_at DESC LIMIT 1",
@@ -342,55 +329,52 @@ async def active_key(conn: aiosqlite.Connection, tenant: str, family: str) -> Ke
     return None if row is None else _key(row)
 
 
-async def insert_key(conn: aiosqlite.Connection, key: KeyRecord) -> None:
-    await conn.execute(
-        f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+async def insert_key(conn: Connection, key: KeyRecord) -> bool:
+    """Store ``key``; False when its tenant has an active key of its family already (the
+    schema allows one: ``keys_one_active``)."""
+    return await conn.run(
+        f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+        " ON CONFLICT DO NOTHING",
         (key.kid, key.tenant, key.family, key.private_key, key.public_jwk, key.created_at,
          key.retired_at),
-    )
+    ) == 1
 
 
-async def retire_active_keys(conn: aiosqlite.Connection, tenant: str, family: str,
+async def retire_active_keys(conn: Connection, tenant: str, family: str,
                              now: float) -> list[str]:
-    rows = await _all(
-        conn,
-        "SELECT kid FROM keys WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL",
-        (tenant, family),
-    )
-    await conn.execute(
-        "UPDATE keys SET retired_at = ? WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL",
+    rows = await conn.all(
+        "UPDATE keys SET retired_at = ? WHERE tenant_id = ? AND algorithm = ?"
+        " AND retired_at IS NULL RETURNING kid",
         (now, tenant, family),
     )
     return [row[0] for row in rows]
 
 
-async def keys_of_tenant(conn: aiosqlite.Connection, tenant: str) -> list[KeyRecord]:
-    rows = await _all(
-        conn, f"SELECT {_KEY_COLUMNS} FROM keys WHERE tenant_id = ? ORDER BY created_at, kid",  # noqa: S608
+async def keys_of_tenant(conn: Connection, tenant: str) -> list[KeyRecord]:
+    rows = await conn.all(
+        f"SELECT {_KEY_COLUMNS} FROM keys WHERE tenant_id = ? ORDER BY created_at, kid",  # noqa: S608
         (tenant,),
     )
     return [_key(row) for row in rows]
 
 
-async def delete_old_failures(conn: aiosqlite.Connection, before: float) -> int:
-    cursor = await conn.execute("DELETE FROM login_failures WHERE failed_at < ?", (before,))
-    return cursor.rowcount
+async def delete_old_failures(conn: Connection, before: float) -> int:
+    return await conn.run("DELETE FROM login_failures WHERE failed_at < ?", (before,))
 
 
 # Login regulation
 
-async def insert_login_failure(conn: aiosqlite.Connection, tenant: str, username: str,
+async def insert_login_failure(conn: Connection, tenant: str, username: str,
                                address: str, now: float) -> None:
-    await conn.execute(
+    await conn.run(
         "INSERT INTO login_failures (tenant_id, username, address, failed_at) VALUES (?, ?, ?, ?)",
         (tenant, username, address, now),
     )
 
 
-async def account_failures(conn: aiosqlite.Connection, tenant: str, username: str,
+async def account_failures(conn: Connection, tenant: str, username: str,
                            limit: int) -> list[float]:
-    rows = await _all(
-        conn,
+    rows = await conn.all(
         "SELECT failed_at FROM login_failures WHERE tenant_id = ? AND username = ?"
         " ORDER BY failed_at DESC LIMIT ?",
         (tenant, username, limit),
@@ -398,16 +382,15 @@ async def account_failures(conn: aiosqlite.Connection, tenant: str, username: st
     return [row[0] for row in rows]
 
 
-async def address_failures(conn: aiosqlite.Connection, address: str, limit: int) -> list[float]:
-    rows = await _all(
-        conn,
+async def address_failures(conn: Connection, address: str, limit: int) -> list[float]:
+    rows = await conn.all(
         "SELECT failed_at FROM login_failures WHERE address = ? ORDER BY failed_at DESC LIMIT ?",
         (address, limit),
     )
     return [row[0] for row in rows]
 
 
-async def delete_account_failures(conn: aiosqlite.Connection, tenant: str, username: str) -> None:
-    await conn.execute(
+async def delete_account_failures(conn: Connection, tenant: str, username: str) -> None:
+    await conn.run(
         "DELETE FROM login_failures WHERE tenant_id = ? AND username = ?", (tenant, username)
     )

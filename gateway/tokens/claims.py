@@ -11,6 +11,7 @@ Whether a token is revoked is the storage's business, by ``jti``.
 from __future__ import annotations
 
 import enum
+import math
 import uuid
 from collections.abc import Sequence
 from typing import Any, TypeGuard
@@ -25,16 +26,19 @@ __all__ = [
     "DECODE_OPTIONS",
     "MAX_TOKEN_LENGTH",
     "TokenKind",
+    "checked_claims",
     "checked_header",
     "decode_user_token",
     "decode_with",
-    "is_number",
+    "is_time",
     "issue_user_token",
     "new_jti",
 ]
 
 #: Longest token we try to decode; anything longer is refused unread.
 MAX_TOKEN_LENGTH = 8192
+#: Time claims are epoch seconds below this (they fit a signed 64-bit column).
+MAX_TIME = 2**63
 USER_TOKEN_ALGORITHM = "HS256"
 _REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
 DECODE_OPTIONS = {
@@ -89,6 +93,8 @@ def issue_user_token(
         "iat": issued_at,
         "exp": expires_at,
     }
+    if kind is TokenKind.ACCESS:
+        claims["user_id"] = str(user_id)  # what stock SimpleJWT reads (its USER_ID_CLAIM)
     if extra:
         claims.update(extra)
     token: str = jwt.encode(
@@ -100,9 +106,76 @@ def issue_user_token(
     return token
 
 
-def is_number(value: object) -> TypeGuard[int | float]:
-    """A JSON number claim (booleans are not numbers here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_time(value: object) -> TypeGuard[int]:
+    """A time claim (``iat``, ``nbf``, ``exp``): an integer of epoch seconds, in int64.
+
+    JSON floats are refused, and with them NaN, Infinity and 1e400, which python-jose's
+    ``json.loads`` accepts and which compare false with everything (a token that never
+    expires); booleans are not numbers here.
+    """
+    return type(value) is int and 0 <= value < MAX_TIME
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _scalar(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int)  # bool is an int
+
+
+def _media_context(context: object) -> bool:
+    """``context`` as ``build_claims`` writes it: every restriction an object
+    or list of its documented type, so none can be switched off by a wrong type."""
+    if not isinstance(context, dict):
+        return False
+    user, media, date = context.get("user"), context.get("media"), context.get("date", {})
+    return (
+        _texts(context.get("rangeip"))
+        and isinstance(context.get("unique"), bool)
+        and isinstance(user, dict)
+        and set(user) <= {"username", "roles"}
+        and isinstance(user.get("username", ""), str)
+        and _texts(user.get("roles", []))
+        and isinstance(media, dict)
+        and all(_scalar(item) for item in media.values())
+        and isinstance(date, dict)
+        and all(is_time(item) for item in date.values())
+    )
+
+
+def checked_claims(claims: object, kinds: frozenset[TokenKind]) -> dict[str, Any]:
+    """``claims`` when they are a token of one of ``kinds`` with every documented claim of
+    its type, or InvalidToken.
+
+    All kinds: ``token_type`` one of ``kinds``; ``jti`` and ``tenant`` non-empty strings;
+    ``iat`` and ``exp`` (and ``nbf`` when present) integers (``is_time``). User tokens:
+    ``sub`` and ``username`` non-empty strings. Media tokens: ``kid``, ``nbf`` and the
+    ``context`` object (``_media_context``).
+    """
+    if not isinstance(claims, dict):
+        raise InvalidToken()
+    kind = claims.get("token_type")
+    if not isinstance(kind, str) or kind not in kinds:
+        raise InvalidToken()
+    if not (_text(claims.get("jti")) and _text(claims.get("tenant"))
+            and is_time(claims.get("iat")) and is_time(claims.get("exp"))
+            and ("nbf" not in claims or is_time(claims["nbf"]))):
+        raise InvalidToken()
+    if kind == TokenKind.MEDIA:
+        valid = ("nbf" in claims and _text(claims.get("kid"))
+                 and _media_context(claims.get("context")))
+    else:
+        valid = _text(claims.get("sub")) and _text(claims.get("username"))
+    if not valid:
+        raise InvalidToken()
+    return claims
 
 
 def checked_header(token: object, algorithms: Sequence[str]) -> tuple[str, dict[str, Any]]:
@@ -128,16 +201,20 @@ def checked_header(token: object, algorithms: Sequence[str]) -> tuple[str, dict[
     return token, header
 
 
-def decode_with(token: str, key: object, algorithm: str, issuer: str) -> dict[str, Any]:
-    """Verify the signature with ``key`` and the issuer; times are the caller's to check."""
+def decode_with(token: str, key: object, algorithm: str, issuer: str,
+                kinds: frozenset[TokenKind]) -> dict[str, Any]:
+    """Verify the signature with ``key`` and the issuer, then the claims' types.
+
+    The one decoding function of user and media tokens: a token of another kind, or whose
+    claims do not have their documented types (``checked_claims``), is InvalidToken.
+    Times are the caller's to compare with its clock.
+    """
     try:
         claims = jwt.decode(token, key, algorithms=[algorithm], issuer=issuer,
                             options=DECODE_OPTIONS)
     except (JOSEError, TypeError, ValueError, KeyError):
         raise InvalidToken() from None
-    if not isinstance(claims, dict):
-        raise InvalidToken()
-    return claims
+    return checked_claims(claims, kinds)
 
 
 def decode_user_token(
@@ -154,17 +231,9 @@ def decode_user_token(
     key = keyring.user_key(header.get("kid"))
     if key is None:
         raise InvalidToken()
-    claims = decode_with(token, key, USER_TOKEN_ALGORITHM, issuer)
-    kind = claims.get("token_type")
-    if kind not in {k.value for k in kinds}:
-        raise InvalidToken()
-    for name in ("jti", "sub", "tenant", "username"):
-        if not isinstance(claims.get(name), str) or not claims[name]:
-            raise InvalidToken()
-    exp, iat = claims.get("exp"), claims.get("iat")
+    claims = decode_with(token, key, USER_TOKEN_ALGORITHM, issuer, kinds)
+    exp, iat = claims["exp"], claims["iat"]
     nbf = claims.get("nbf", iat)
-    if not (is_number(exp) and is_number(iat) and is_number(nbf)):
-        raise InvalidToken()
     if now > exp + leeway or iat > now + leeway or nbf > now + leeway:
         raise InvalidToken()
     return claims

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config import Config
-from gateway.errors import InvalidToken
+from gateway.errors import Conflict, InvalidToken
 from gateway.identity.credentials import REFRESH_KINDS, Identity, hash_key
 from gateway.identity.resolver import live
-from gateway.storage import NewToken, Revocation, Scope, Store, TokenRecord, User
+from gateway.storage import AlreadyExists, NewToken, Revocation, Scope, Store, TokenRecord, User
 from gateway.tokens.claims import TokenKind, decode_user_token, issue_user_token, new_jti
 from gateway.tokens.keyring import Keyring
 
@@ -66,9 +66,15 @@ class TokenService:
 
     async def issue(self, user: User, kind: TokenKind, lifetime: int, *,
                     key: str | None = None, description: str | None = None) -> IssuedToken:
-        """Record and sign one new user token of ``kind`` for ``user``."""
+        """Record and sign one new user token of ``kind`` for ``user``.
+
+        Raises ``Conflict`` when the user has a named token of that description already.
+        """
         row, issued = self._prepare(user, kind, lifetime, key=key, description=description)
-        await self._store.add_tokens([row])
+        try:
+            await self._store.add_tokens([row])
+        except AlreadyExists as exc:
+            raise Conflict(str(exc)) from None
         return issued
 
     async def start_session(self, user: User) -> tuple[IssuedToken, str]:

@@ -1,0 +1,80 @@
+"""The runner the app is served with: aiohttp's, with malformed HTTP answered in JSON.
+
+A request aiohttp cannot parse (a control character in a header, a request line or a
+header over 8,190 bytes, too many headers) never reaches the app or its middleware:
+aiohttp's connection handler answers it itself, with a text/plain 400 quoting the
+offending line, and logs that line with a traceback. The line may hold a Basic
+credential or an ``X-Key``. Here the connection handler's ``handle_error`` answers
+``{"error", "message"}`` like every other error and logs only the kind of error and the
+peer; no header value is read.
+
+aiohttp has no public hook at that depth (``web.Application`` may not be subclassed, and
+its ``handler_args`` cannot name the handler class), so ``GatewayRunner`` builds the app's
+low-level server as ``web.AppRunner`` does and hands its arguments to a ``web.Server``
+whose connections are ``_Connection``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+
+from gateway.errors import BadRequest, ErrorShape, GatewayError, InternalError, render
+from gateway.middlewares import request_id
+
+__all__ = ["GatewayRunner"]
+
+log = logging.getLogger("gateway.http")
+
+
+def _error_for(status: int, exc: BaseException | None) -> GatewayError:
+    """The answer to a request aiohttp refused; never built from the request's text."""
+    if status >= 500:
+        return InternalError()
+    if isinstance(exc, LineTooLong):
+        return BadRequest("The request line or a header is too long")
+    return BadRequest("Malformed HTTP request")
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection handler, answering what it cannot parse in JSON."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # ``message`` and ``str(exc)`` quote the request's bytes: neither is used.
+        rid = request_id(request)
+        if status >= 500:
+            log.error("unhandled error on a connection from %s (request %s)", request.remote,
+                      rid, exc_info=exc)
+        else:
+            log.info("refused a malformed request from %s: %s, %d (request %s)", request.remote,
+                     type(exc).__name__ if exc is not None else "error", status, rid)
+        if request.writer.output_size > 0:
+            # Part of an answer went out already: the connection can only be dropped.
+            raise ConnectionError("an answer was being sent when the request failed")
+        response = web.json_response(render(ErrorShape.DEFAULT, _error_for(status, exc)),
+                                     status=status, headers={"X-Request-ID": rid})
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` (same arguments) whose connections are ``_Connection``."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _Server(server.request_handler, request_factory=server.request_factory,
+                       handler_cancellation=server.handler_cancellation, loop=server._loop,
+                       **server._kwargs)
