@@ -39,8 +39,10 @@ class CommandError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    config_help = "config file (default: $GATEWAY_CONFIG, else ./config.yaml)"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help="config file (default: $GATEWAY_CONFIG, else ./config.yaml)")
+    # SUPPRESS: a --config after the command overrides one before it, and absence none.
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     tenant = argparse.ArgumentParser(add_help=False)
     tenant.add_argument("--tenant", default="default", help="tenant id (default: default)")
     stdin = argparse.ArgumentParser(add_help=False)
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="gateway", description="JWT auth gateway")
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument("--config", help=config_help)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", parents=[common], help="run the HTTP server")
@@ -167,7 +170,14 @@ def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
     from gateway.logs import configure_logging
 
     configure_logging(config.logging.level, config.logging.format)
-    asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
+    if not reuse_port:
+        asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
+        return
+    try:  # a supervised worker: one line, and the supervisor decides what follows
+        asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
+    except CommandError as exc:
+        print(f"gateway: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 async def _serve_until_signalled(config: Config, host: str, port: int, reuse_port: bool) -> None:
@@ -195,7 +205,12 @@ async def _serve_until_signalled(config: Config, host: str, port: int, reuse_por
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        except OSError as exc:
+            raise _not_listening(host, port, exc) from None
+        if not reuse_port:  # the supervisor announces its workers itself
+            print(f"gateway: listening on http://{host}:{port}", flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -231,12 +246,30 @@ def _exit_text(exitcode: int | None) -> str:
     return f"status {exitcode}"
 
 
+def _not_listening(host: str, port: int, exc: OSError) -> CommandError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return CommandError(f"cannot listen on {host}:{port}: {reason}")
+
+
+async def _check_listenable(host: str, port: int, reuse_port: bool) -> None:
+    """Bind and close at once, as the server will bind: a port in use (or an address this
+    machine does not have) is one line before anything starts, not a worker crash loop."""
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            asyncio.Protocol, host, port, reuse_port=reuse_port or None)
+    except OSError as exc:
+        raise _not_listening(host, port, exc) from None
+    server.close()
+    await server.wait_closed()
+
+
 def _serve(config: Config, args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     workers = config.server.workers if args.workers is None else _worker_count(args.workers)
     if not 1 <= port <= 65535:
         raise CommandError(f"--port: {port} is not a port number")
+    asyncio.run(_check_listenable(host, port, reuse_port=workers > 1))
     asyncio.run(_prepare(config))
     if workers == 1:
         _run_worker(config, host, port, reuse_port=False)

@@ -447,6 +447,10 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
         return parse_config({}, env)
     try:
         data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{config_path}:{mark.line + 1}:{mark.column + 1}" if mark else str(config_path)
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise ConfigError(f"{config_path}: not valid YAML: {first_line}") from None

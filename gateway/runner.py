@@ -8,6 +8,9 @@ credential or an ``X-Key``. Here the connection handler's ``handle_error`` answe
 ``{"error", "message"}`` like every other error and logs only the kind of error and the
 peer; no header value is read.
 
+The same handler keeps reading the body of the request in progress during a drain
+(``_Connection.data_received``), which aiohttp stops doing once shutdown has begun.
+
 aiohttp has no public hook at that depth (``web.Application`` may not be subclassed, and
 its ``handler_args`` cannot name the handler class), so ``GatewayRunner`` builds the app's
 low-level server as ``web.AppRunner`` does and hands its arguments to a ``web.Server``
@@ -39,7 +42,25 @@ def _error_for(status: int, exc: BaseException | None) -> GatewayError:
 
 
 class _Connection(web.RequestHandler):
-    """aiohttp's connection handler, answering what it cannot parse in JSON."""
+    """aiohttp's connection handler, answering what it cannot parse in JSON, and reading
+    the body of a request in progress while the server drains."""
+
+    def data_received(self, data: bytes) -> None:
+        # On SIGTERM aiohttp marks every connection closing and from then on drops what
+        # arrives, even the rest of a body whose handler is waiting for it: a slowly
+        # uploaded request would hang until the drain timeout and get no answer. The
+        # request in progress keeps receiving its body; the closing flags still end the
+        # connection after it, so no new request starts.
+        closing = self._close or self._force_close
+        if not (closing and self._request_in_progress and self.transport is not None):
+            super().data_received(data)
+            return
+        marks = self._close, self._force_close
+        self._close = self._force_close = False
+        try:
+            super().data_received(data)
+        finally:
+            self._close, self._force_close = marks
 
     def handle_error(
         self,

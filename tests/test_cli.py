@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -278,3 +279,36 @@ def test_users_passwd(gw: Gateway) -> None:
     nobody = gw.run("users", "passwd", "nobody", "--password-stdin", stdin="brand-new-password\n")
     assert nobody.returncode == 1
     assert "nobody" in nobody.stderr
+
+
+# Where --config goes, and what a user sees when the server cannot start
+
+
+def test_config_is_accepted_before_the_command_too(gw: Gateway) -> None:
+    before = subprocess.run(
+        [sys.executable, "-m", "gateway", "--config", str(gw.config), "tenants", "add", "acme"],
+        capture_output=True, text=True, env=gw.env, cwd=gw.root, timeout=60, check=False)
+    assert before.returncode == 0, before.stderr
+    # The database the config names, not ./config.yaml's default, holds the tenant.
+    assert "acme" in gw.run("tenants", "list").stdout.split()
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(gw: Gateway) -> None:
+    gw.config.write_text("server:\n  port: 25441\n  host: [127.0.0.1\n", encoding="utf-8")
+    result = gw.run("migrate")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"gateway: config error: {gw.config}:4:1: not valid YAML: "
+        "expected ',' or ']', but got '<stream end>'")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line_and_a_failure(gw: Gateway, workers: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = gw.run("serve", "--port", str(port), "--workers", workers)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"gateway: cannot listen on 127.0.0.1:{port}: Address already in use")
