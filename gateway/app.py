@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -9,9 +11,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.appkeys import (
+    ADMIN,
     CLIENT_ADDRESSES,
     CLOCK,
     CONFIG,
+    COUNTS,
+    EXPORTER,
     HASHER,
     IDENTITY_CACHE,
     KEYRING,
@@ -27,7 +32,9 @@ from gateway.appkeys import (
 )
 from gateway.bootstrap import bootstrap, ensure_tenants
 from gateway.config import Config
+from gateway.handlers.portal import setup_portal
 from gateway.logs import flush_access_log
+from gateway.metrics import FLUSH_INTERVAL, Counts, Exporter
 from gateway.middlewares import MIDDLEWARES
 from gateway.netaddr import ClientAddresses
 from gateway.proxy.rules import RuleBook
@@ -59,13 +66,32 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _metrics(app: web.Application) -> AsyncIterator[None]:
+    exporter = Exporter(app[COUNTS])
+    app[EXPORTER] = exporter
+
+    async def flush_now_and_then() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            exporter.flush()
+
+    task = asyncio.get_running_loop().create_task(flush_now_and_then())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    exporter.flush()
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    services = await build_services(app[CONFIG], app[STORE], app[HASHER], app[CLOCK])
+    services = await build_services(app[CONFIG], app[STORE], app[HASHER], app[CLOCK],
+                                    app[COUNTS])
     app[KEYRING] = services.keyring
     app[IDENTITY_CACHE] = services.cache
     app[LOGINS] = services.logins
     app[RESOLVER] = services.resolver
     app[TOKENS] = services.tokens
+    app[ADMIN] = services.admin
     app[MEDIA] = services.media
     yield
     services.close()
@@ -101,7 +127,9 @@ def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web
     app[RULEBOOK] = RuleBook(config.gateway.rules, config.gateway.default_policy,
                              config.media.url_pattern)
     app[CLIENT_ADDRESSES] = ClientAddresses(config.server.trusted_proxies)
+    app[COUNTS] = Counts()
     app.on_cleanup.append(_flush_access_log)
-    app.cleanup_ctx.extend([_passwords, _storage, _services, _upstream_client])
+    app.cleanup_ctx.extend([_metrics, _passwords, _storage, _services, _upstream_client])
+    setup_portal(app)
     setup_routes(app)
     return app

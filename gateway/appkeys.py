@@ -9,25 +9,31 @@ from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:
     # Types only: services import ``authz``, which reads these keys.
+    from gateway.admin import Administration
     from gateway.config import Config
     from gateway.identity.cache import IdentityCache
     from gateway.identity.credentials import Credentials, Identity
     from gateway.identity.logins import PasswordCheck
     from gateway.identity.resolver import Resolver
     from gateway.media.service import MediaService
+    from gateway.metrics import Counts, Exporter
     from gateway.netaddr import ClientAddresses, IPAddress
     from gateway.passwords import PasswordHasher
+    from gateway.portal.redirects import RedirectPolicy
     from gateway.proxy.rules import RuleBook
     from gateway.storage import Store
     from gateway.tokens.keyring import Keyring
     from gateway.tokens.lifecycle import TokenService
 
 __all__ = [
+    "ADMIN",
     "CLIENT_ADDRESS",
     "CLIENT_ADDRESSES",
     "CLOCK",
     "CONFIG",
+    "COUNTS",
     "CREDENTIALS",
+    "EXPORTER",
     "HASHER",
     "IDENTITY",
     "IDENTITY_CACHE",
@@ -35,6 +41,7 @@ __all__ = [
     "LOGINS",
     "MEDIA",
     "OPENAPI_DOCUMENT",
+    "PORTAL_REDIRECTS",
     "REQUEST_ID",
     "RESOLVER",
     "RULEBOOK",
@@ -49,6 +56,8 @@ CONFIG: web.AppKey[Config] = web.AppKey("config")
 #: Seconds since the epoch; tests inject their own clock.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 STORE: web.AppKey[Store] = web.AppKey("store")
+#: The admin API's operations (shared with the CLI).
+ADMIN: web.AppKey[Administration] = web.AppKey("admin")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
 HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
 #: Password checks under regulation (/login, /api/token/, Basic).
@@ -60,12 +69,17 @@ IDENTITY_CACHE: web.AppKey[IdentityCache] = web.AppKey("identity_cache")
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens")
 MEDIA: web.AppKey[MediaService] = web.AppKey("media")
 OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
+#: What this process counted since the last flush to prometheus-client (``gateway.metrics``).
+COUNTS: web.AppKey[Counts] = web.AppKey("counts")
+EXPORTER: web.AppKey[Exporter] = web.AppKey("exporter")
 #: gateway.rules and media.url_pattern, compiled once at start.
 RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 #: The client address behind ``server.trusted_proxies`` (memoised per process).
 CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The pooled HTTP client of the built-in proxy (only when upstreams are configured).
 UPSTREAM_CLIENT: web.AppKey[ClientSession] = web.AppKey("upstream_client")
+#: portal.allowed_redirects, compiled once at start.
+PORTAL_REDIRECTS: web.AppKey[RedirectPolicy] = web.AppKey("portal_redirects")
 #: Tenants known to exist; tenants are never deleted, so a hit needs no database read.
 TENANTS_SEEN: web.AppKey[set[str]] = web.AppKey("tenants_seen")
 

@@ -7,7 +7,7 @@ decision alike, so a rule about roles lives in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,13 +17,19 @@ from gateway.errors import AddressClaimNotAllowed, Forbidden, Unauthenticated
 from gateway.identity.credentials import Identity
 from gateway.netaddr import address_text
 from gateway.storage import Role, User
+from gateway.usernames import username_key
 
 __all__ = [
     "ADMIN_ROLE",
     "Role",
     "authenticate",
     "is_admin",
+    "may_administer",
+    "may_grant",
+    "may_introspect",
     "may_issue_media",
+    "may_manage",
+    "may_revoke",
     "require_address_claim",
     "require_identity",
     "require_role",
@@ -78,9 +84,38 @@ def is_admin(user: User) -> bool:
     return user.role <= Role.ADMIN
 
 
+def may_administer(user: User, tenant: str) -> bool:
+    """The admin API and its CLI twins: root in every tenant, an admin in their own."""
+    return user.role == Role.ROOT or (user.role == Role.ADMIN and user.tenant == tenant)
+
+
+def may_manage(user: User, target: User) -> bool:
+    """Change or log out ``target``: root anyone; an admin anyone of their tenant but a root
+    user (whose password would otherwise be theirs to set)."""
+    return user.role == Role.ROOT or (may_administer(user, target.tenant)
+                                      and target.role != Role.ROOT)
+
+
+def may_grant(user: User, role: Role) -> bool:
+    """Give someone ``role``: only root makes root."""
+    return role != Role.ROOT or user.role == Role.ROOT
+
+
 def may_issue_media(user: User) -> bool:
     """``POST /token`` is for admins: role root/admin, or the ``ROLE_ADMIN`` role string."""
     return is_admin(user) or ADMIN_ROLE in user.roles
+
+
+def may_introspect(user: User, clients: Collection[str]) -> bool:
+    """``POST /introspect`` is for root and admins, and for the users ``clients`` names
+    (``introspection.clients``, compared as usernames are)."""
+    return is_admin(user) or username_key(user.username) in {username_key(c) for c in clients}
+
+
+def may_revoke(caller: User, owner: User) -> bool:
+    """``POST /revoke``: a user may end their own tokens; root or an admin any token of
+    their tenant."""
+    return caller.id == owner.id or (is_admin(caller) and caller.tenant == owner.tenant)
 
 
 async def require_address_claim(request: web.Request) -> None:
@@ -99,7 +134,7 @@ def user_matches(restriction: Mapping[str, Any], username: str | None,
     """True when the restriction is empty, or the user has its username or one of its roles.
 
     ``username`` None means the request carries no user credential (a media token's
-    ``context.user``, SPEC §5.4).
+    ``context.user``, docs/media-tokens.md).
     """
     wanted_name = restriction.get("username")
     wanted_roles = restriction.get("roles") or []

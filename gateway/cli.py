@@ -1,30 +1,46 @@
-"""The ``gateway`` command (SPEC §2): serve, migrate, users, tenants, tokens."""
+"""The ``gateway`` command (docs/operations.md): serve, migrate, users, tenants, tokens."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from gateway import __version__
+from gateway.admin import (
+    CLI,
+    Administration,
+    AuditQuery,
+    InvalidField,
+    NewTenant,
+    NewUserRequest,
+    UserChanges,
+    validated,
+)
+from gateway.audit import format_line
 from gateway.bootstrap import bootstrap, ensure_tenants
-from gateway.config import TENANT_ID_PATTERN, Config, ConfigError, ServerConfig, load_config
+from gateway.config import Config, ConfigError, ServerConfig, load_config
+from gateway.durations import format_duration
 from gateway.errors import GatewayError
+from gateway.metrics import MULTIPROC_ENV
 from gateway.passwords import validate_new_password
 from gateway.services import Services, build_services, make_hasher, open_store
-from gateway.storage import MigrationError, NewUser, Role, StorageError, Store, User
+from gateway.storage import MigrationError, Role, StorageError, Store
 
 __all__ = ["main"]
 
@@ -98,15 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     tokens.add_parser("revoke", parents=[common, tenant],
                       help="log a user out everywhere: revoke every token of the user"
                       ).add_argument("username")
+
+    audit = commands.add_parser("audit", parents=[common, tenant],
+                                help="the tenant's security events, one per line")
+    audit.add_argument("--user", help="only events whose actor or subject is this user")
+    audit.add_argument("--since", help="ISO 8601 time, or a duration back from now ('1 hour')")
+    audit.add_argument("--limit", default="100", help="the newest N events (default 100)")
     return parser
-
-
-def _split_roles(text: str) -> tuple[str, ...]:
-    roles = tuple(part.strip() for part in text.split(",") if part.strip())
-    for role in roles:
-        if len(role) > 64 or not role.replace("_", "").replace("-", "").replace(".", "").isalnum():
-            raise CommandError(f"invalid role {role!r}")
-    return roles
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -156,13 +170,6 @@ async def _prepare(config: Config) -> None:
         await _with_store(config, lambda store: bootstrap(store, config, hasher, time.time()))
     finally:
         hasher.close()
-
-
-async def _existing_user(store: Store, tenant: str, username: str) -> User:
-    user = await store.get_user(tenant, username)
-    if user is None:
-        raise CommandError(f"no user {username!r} in tenant {tenant!r}")
-    return user
 
 
 def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
@@ -271,10 +278,28 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
         raise CommandError(f"--port: {port} is not a port number")
     asyncio.run(_check_listenable(host, port, reuse_port=workers > 1))
     asyncio.run(_prepare(config))
-    if workers == 1:
-        _run_worker(config, host, port, reuse_port=False)
-        return 0
-    return _supervise(config, host, port, workers)
+    with _metrics_directory():
+        if workers == 1:
+            _run_worker(config, host, port, reuse_port=False)
+            return 0
+        return _supervise(config, host, port, workers)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """prometheus-client's multiprocess directory for this run, so that one scrape of any
+    worker sums them all (``gateway.metrics``): set before a worker imports the library,
+    removed at exit. One the operator set in the environment is used as it is."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _supervise(config: Config, host: str, port: int, workers: int) -> int:
@@ -355,15 +380,15 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> int:
     return status
 
 
+def _admin(config: Config, action: Callable[[Administration], Awaitable[T]]) -> T:
+    """Run one ``Administration`` operation, as the admin API runs it (``gateway.admin``)."""
+    return asyncio.run(_with_services(config, lambda services: action(services.admin)))
+
+
 def _users(config: Config, args: argparse.Namespace) -> int:
     tenant = args.tenant
     if args.action == "list":
-        async def list_users(store: Store) -> list[User]:
-            if not await store.tenant_exists(tenant):
-                raise CommandError(f"no tenant {tenant!r}")
-            return await store.list_users(tenant)
-
-        users = asyncio.run(_with_store(config, list_users))
+        users = _admin(config, lambda admin: admin.list_users(CLI, tenant))
         print(f"{'USERNAME':<24} {'EMAIL':<28} {'ROLE':<6} {'STATUS':<9} ROLES")
         for user in users:
             status = "disabled" if user.disabled else "active"
@@ -371,107 +396,65 @@ def _users(config: Config, args: argparse.Namespace) -> int:
                   f"{status:<9} {','.join(user.roles)}")
         return 0
     if args.action == "add":
-        roles = _split_roles(args.roles)
-        password = _read_password(args.password_stdin)
-        hasher = make_hasher(config)
-        try:
-            password_hash = hasher.hash_sync(password)
-        finally:
-            hasher.close()
-        new_user = NewUser(tenant=tenant, username=args.username, password_hash=password_hash,
-                           email=args.email, role=ROLES[args.role], roles=roles)
-
-        async def add(store: Store) -> User:
-            if not await store.tenant_exists(tenant):
-                raise CommandError(f"no tenant {tenant!r} (create it with 'gateway tenants add')")
-            return await store.add_user(new_user, time.time())
-
-        user = asyncio.run(_with_store(config, add))
+        request = validated(NewUserRequest, {
+            "username": args.username, "password": _read_password(args.password_stdin),
+            "email": args.email, "role": args.role, "roles": args.roles})
+        user = _admin(config, lambda admin: admin.create_user(CLI, tenant, request))
         print(f"created user {user.username!r} in tenant {user.tenant!r}")
         return 0
     if args.action == "passwd":
-        password = _read_password(args.password_stdin)
-        hasher = make_hasher(config)
-        try:
-            password_hash = hasher.hash_sync(password)
-        finally:
-            hasher.close()
-
-        async def passwd(store: Store) -> int:
-            user = await _existing_user(store, tenant, args.username)
-            return await store.set_password(user.id, password_hash, time.time())
-
-        revoked = asyncio.run(_with_store(config, passwd))
-        print(f"password changed for {args.username!r}; {revoked} token(s) revoked")
-        return 0
-    if args.action in ("disable", "enable"):
-        disabled = args.action == "disable"
-
-        async def toggle(store: Store) -> int:
-            user = await _existing_user(store, tenant, args.username)
-            return await store.set_disabled(user.id, disabled, time.time())
-
-        revoked = asyncio.run(_with_store(config, toggle))
-        print(f"user {args.username!r} {args.action}d" +
-              (f"; {revoked} token(s) revoked" if disabled else ""))
-        return 0
-    if args.action == "roles":
-        roles = _split_roles(args.roles)
-
-        async def set_roles(store: Store) -> None:
-            user = await _existing_user(store, tenant, args.username)
-            await store.set_roles(user.id, roles, time.time())
-
-        asyncio.run(_with_store(config, set_roles))
-        print(f"roles of {args.username!r}: {','.join(roles) or '(none)'}")
-        return 0
-    raise CommandError(f"unknown action {args.action!r}")
+        changes = validated(UserChanges, {"password": _read_password(args.password_stdin)})
+    elif args.action in ("disable", "enable"):
+        changes = UserChanges(disabled=args.action == "disable")
+    elif args.action == "roles":
+        changes = validated(UserChanges, {"roles": args.roles})
+    else:
+        raise CommandError(f"unknown action {args.action!r}")
+    user, revoked = _admin(config, lambda admin: admin.change_user(CLI, tenant, args.username,
+                                                                   changes))
+    if args.action == "passwd":
+        print(f"password changed for {user.username!r}; {revoked} token(s) revoked")
+    elif args.action == "roles":
+        print(f"roles of {user.username!r}: {','.join(user.roles) or '(none)'}")
+    else:
+        print(f"user {user.username!r} {args.action}d" +
+              (f"; {revoked} token(s) revoked" if user.disabled else ""))
+    return 0
 
 
 def _tenants(config: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
-        for tenant in asyncio.run(_with_store(config, lambda store: store.list_tenants())):
+        for tenant in _admin(config, lambda admin: admin.tenants(CLI)):
             print(tenant)
         return 0
-    if not TENANT_ID_PATTERN.match(args.id):
-        raise CommandError(f"invalid tenant id {args.id!r} (letters, digits, '.', '_', '-')")
-    created = asyncio.run(_with_store(config, lambda store: store.add_tenant(args.id, time.time())))
-    print(f"tenant {args.id!r} {'created' if created else 'already exists'}")
+    request = validated(NewTenant, {"id": args.id})
+    created = _admin(config, lambda admin: admin.add_tenant(CLI, request))
+    print(f"tenant {request.id!r} {'created' if created else 'already exists'}")
     return 0
 
 
 def _keys(config: Config, args: argparse.Namespace) -> int:
     tenant = args.tenant
-
-    async def run(services: Services) -> int:
-        store = services.store
-        if not await store.tenant_exists(tenant):
-            raise CommandError(f"no tenant {tenant!r}")
-        if args.action == "list":
-            print(f"{'KID':<44} {'KIND':<8} {'CREATED':<20} STATUS")
-            for key in await store.list_keys(tenant):
-                made = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
-                status = "active" if key.retired_at is None else "retired"
-                print(f"{key.kid:<44} {key.family:<8} {made:<20} {status}")
-            return 0
-        retired, created = await services.media.rotate(tenant)
-        if not created:
-            print(f"tenant {tenant!r} has no keys yet; they are made on first use")
-            return 0
-        print(f"tenant {tenant!r}: new key(s) {', '.join(created)}; retired {', '.join(retired)} "
-              "(still verifying their tokens until 'gateway tokens prune' finds them unneeded)")
+    if args.action == "list":
+        print(f"{'KID':<44} {'ALGORITHM':<9} {'CREATED':<20} STATUS")
+        for key in _admin(config, lambda admin: admin.keys(CLI, tenant)):
+            made = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(key.created_at))
+            status = "active" if key.retired_at is None else "retired"
+            print(f"{key.kid:<44} {key.algorithm:<9} {made:<20} {status}")
         return 0
-
-    return asyncio.run(_with_services(config, run))
+    retired, created = _admin(config, lambda admin: admin.rotate_keys(CLI, tenant))
+    if not created:
+        print(f"tenant {tenant!r} has no keys yet; they are made on first use")
+        return 0
+    print(f"tenant {tenant!r}: new key(s) {', '.join(created)}; retired {', '.join(retired)} "
+          "(still verifying their tokens until 'gateway tokens prune' finds them unneeded)")
+    return 0
 
 
 def _tokens(config: Config, args: argparse.Namespace) -> int:
     if args.action == "revoke":
-        async def revoke(services: Services) -> int:
-            user = await _existing_user(services.store, args.tenant, args.username)
-            return await services.tokens.revoke_user(user, "logged_out_everywhere")
-
-        revoked = asyncio.run(_with_services(config, revoke))
+        revoked = _admin(config, lambda admin: admin.revoke_tokens(CLI, args.tenant,
+                                                                   args.username))
         print(f"{revoked} token(s) of {args.username!r} revoked")
         return 0
     now = time.time()
@@ -482,11 +465,24 @@ def _tokens(config: Config, args: argparse.Namespace) -> int:
     failures_before = now - (regulation.find_time + regulation.ban_time)
     # Revocation log rows are read by running processes within moments; a day is plenty.
     changes_before = now - CHANGE_LOG_RETENTION
-    tokens, failures, keys = asyncio.run(_with_store(
-        config, lambda store: store.prune(expired_before, failures_before, changes_before)
-    ))
+
+    async def prune(store: Store) -> tuple[tuple[int, int, int], int]:
+        counts = await store.prune(expired_before, failures_before, changes_before)
+        return counts, await store.prune_audit(now - config.audit.retention)
+
+    (tokens, failures, keys), events = asyncio.run(_with_store(config, prune))
     print(f"pruned {tokens} expired token(s), {failures} old login failure(s) "
           f"and {keys} retired key(s) no token needs")
+    print(f"pruned {events} audit event(s) older than {format_duration(config.audit.retention)}")
+    return 0
+
+
+def _audit(config: Config, args: argparse.Namespace) -> int:
+    """The tenant's security events, one per line, oldest first (the newest ``--limit``)."""
+    query = validated(AuditQuery, {"user": args.user, "since": args.since, "limit": args.limit})
+    records = _admin(config, lambda admin: admin.audit_events(CLI, args.tenant, query))
+    for record in reversed(records):
+        print(format_line(record))
     return 0
 
 
@@ -506,6 +502,7 @@ _COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "tenants": _tenants,
     "tokens": _tokens,
     "keys": _keys,
+    "audit": _audit,
 }
 
 
@@ -519,6 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _COMMANDS[args.command](config, args)
+    except InvalidField as exc:  # an argument, whatever the field is called over HTTP
+        print(f"gateway: {exc.reason}", file=sys.stderr)
+        return 1
     except (CommandError, GatewayError, MigrationError, StorageError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""config.yaml: loading, ``${ENV}`` interpolation and validation (SPEC §2).
+"""config.yaml: loading, ``${ENV}`` interpolation and validation (docs/configuration.md).
 
 ``load_config`` is the only place that reads the environment: the secret key and the
 bootstrap admin come from ``$GATEWAY_*`` variables into the ``Config`` object, so
@@ -27,11 +27,13 @@ from pydantic import (
 
 from gateway.durations import parse_duration
 from gateway.netaddr import IPNetwork, parse_network
+from gateway.usernames import InvalidUsername, normalize_username
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
 DEFAULT_CONFIG_PATH = "config.yaml"
-TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: A tenant id: ASCII letters, digits, '.', '_', '-' (``\Z``, not ``$``: no trailing newline slips by).
+TENANT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MIN_SECRET_BYTES = 32
 
 
@@ -166,8 +168,15 @@ class TokensConfig(_Section):
 
 
 class RegulationConfig(_Section):
-    #: Failures that trigger a ban; 0 turns regulation off.
+    """Brute-force regulation of password checks (the policy is in the README)."""
+
+    #: Failures of one login (username or email, as typed, case-folded) within
+    #: ``find_time`` that ban it for ``ban_time``; 0 turns regulation off (both counters).
     max_retries: Int = Field(5, ge=0)
+    #: Failures from one client address, whatever the logins, within ``find_time`` that ban
+    #: the address for ``ban_time``: larger, so that users behind one NAT address who each
+    #: mistype now and then are not banned together; 0 turns only this counter off.
+    max_retries_per_address: Int = Field(50, ge=0)
     find_time: Duration = 120
     ban_time: Duration = 300
 
@@ -272,10 +281,18 @@ class Upstream(_Section):
     url: str = Field(pattern=r"^https?://[^/\s]+")
 
 
+class ForwardAuthConfig(_Section):
+    #: Where ``/auth`` reads the original request: ``nginx`` only X-Original-URI/-Method,
+    #: ``forwarded`` only X-Forwarded-Uri/-Method (Traefik, Caddy), ``auto`` either, and
+    #: a 403 when both are sent and disagree (one of them is then the client's).
+    headers: Literal["auto", "nginx", "forwarded"] = "auto"
+
+
 class GatewayConfig(_Section):
     default_policy: Policy = "authenticated"
     rules: tuple[GatewayRule, ...] = ()
     headers: GatewayHeaders = GatewayHeaders()
+    forward_auth: ForwardAuthConfig = ForwardAuthConfig()
     upstreams: tuple[Upstream, ...] = ()
     #: How long the proxy waits to connect, and between two reads, before a 504.
     upstream_timeout: Duration = 60
@@ -285,6 +302,57 @@ class GatewayConfig(_Section):
     def _timeout_positive(cls, value: int) -> int:
         if value <= 0:
             raise ValueError("must be longer than 0 seconds")
+        return value
+
+
+class PortalCookie(_Section):
+    """The portal's session cookie: always ``HttpOnly`` and ``Path=/``."""
+
+    name: str = Field("gateway_session", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: ``Domain=``: set it to share the sign-in between sites of one parent domain.
+    domain: str | None = Field(None, pattern=r"^\.?[A-Za-z0-9.-]{1,253}$")
+    secure: bool = True
+    same_site: Literal["lax", "strict", "none"] = "lax"
+
+    @model_validator(mode="after")
+    def _none_needs_secure(self) -> PortalCookie:
+        if self.same_site == "none" and not self.secure:
+            raise ValueError("same_site none needs secure: true (browsers refuse it otherwise)")
+        return self
+
+
+class PortalConfig(_Section):
+    """The browser sign-in portal in front of forward-auth (``gateway.portal``)."""
+
+    enabled: bool = False
+    #: Public address of the portal, where browsers are sent to sign in: a proxy in front
+    #: serves it on the same path as the gateway does, ``/portal``.
+    url: str = Field("http://127.0.0.1:25441/portal", pattern=r"^https?://[^/\s?#]+/portal/?$")
+    cookie: PortalCookie = PortalCookie()
+    session_lifetime: Duration = 12 * 3600
+    #: Regexes: a sign-in goes on to ``rd`` only when one matches it (see ``portal.redirects``).
+    allowed_redirects: tuple[str, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("session_lifetime")
+    @classmethod
+    def _lifetime_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be longer than 0 seconds")
+        return value
+
+    @field_validator("allowed_redirects")
+    @classmethod
+    def _compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
         return value
 
 
@@ -298,6 +366,28 @@ class CacheConfig(_Section):
     basic_ttl: Duration = 60
 
 
+class IntrospectionConfig(_Section):
+    """Who may ask ``POST /introspect`` about tokens, besides root and admins."""
+
+    #: Usernames (compared as logins are: case-folded, NFKC) allowed to introspect the
+    #: tokens of their own tenant.
+    clients: tuple[str, ...] = ()
+
+
+class AuditConfig(_Section):
+    """The audit trail of security events (``gateway.audit``)."""
+
+    #: How long events are kept; ``gateway tokens prune`` drops older ones.
+    retention: Duration = 90 * 86400
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be longer than 0 seconds")
+        return value
+
+
 class LoggingConfig(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -309,6 +399,14 @@ class AdminBootstrap(_Section):
     username: str = Field("admin", min_length=1)
     password: SecretStr | None = None
     email: str = "admin@localhost"
+
+    @field_validator("username")
+    @classmethod
+    def _valid_username(cls, value: str) -> str:
+        try:
+            return normalize_username(value)
+        except InvalidUsername as exc:
+            raise ValueError(f"GATEWAY_ADMIN_USERNAME: {exc}") from None
 
     @field_validator("password")
     @classmethod
@@ -327,9 +425,12 @@ class Config(_Section):
     media: MediaConfig = MediaConfig()
     tenants: dict[str, TenantConfig] = Field(default_factory=lambda: {"default": TenantConfig()})
     gateway: GatewayConfig = GatewayConfig()
+    portal: PortalConfig = PortalConfig()
     cache: CacheConfig = CacheConfig()
+    introspection: IntrospectionConfig = IntrospectionConfig()
     logging: LoggingConfig = LoggingConfig()
-    # From the environment, never from the YAML file (SPEC §2: no secrets in config.yaml).
+    audit: AuditConfig = AuditConfig()
+    # From the environment, never from the YAML file (no secrets in config.yaml).
     secret_key: SecretStr | None = Field(None, exclude=True)
     admin: AdminBootstrap = Field(AdminBootstrap(), exclude=True)
 

@@ -13,6 +13,7 @@ __all__ = [
     "BadCaller",
     "BadRequest",
     "Conflict",
+    "ConflictingForwardHeaders",
     "ErrorShape",
     "FieldErrors",
     "Forbidden",
@@ -27,6 +28,7 @@ __all__ = [
     "challenge_for",
     "render",
     "shape_for_path",
+    "status_for_path",
 ]
 
 
@@ -107,6 +109,14 @@ class Forbidden(GatewayError):
     default_message = "Not allowed"
 
 
+class ConflictingForwardHeaders(Forbidden):
+    """``/auth`` got the original request twice, with different values (403): one of them
+    is the client's, and nothing tells which."""
+
+    code = "conflicting_forward_headers"
+    default_message = "The original request's headers disagree"
+
+
 class NotFound(GatewayError):
     """The resource does not exist, or is not the caller's to see (404)."""
 
@@ -169,6 +179,23 @@ _EXACT = {"/login": ErrorShape.SESSION, "/logout": ErrorShape.SESSION,
 #: SimpleJWT's views announce only Bearer, so a browser never prompts for a password there.
 SIMPLEJWT_CHALLENGE = 'Bearer realm="api"'
 _PREFIXES = (("/api/v1alpha/token", ErrorShape.NAMED), ("/api/token/", ErrorShape.SIMPLEJWT))
+
+
+#: Paths whose answer a proxy takes as its verdict: nginx ``auth_request`` passes on only
+#: 2xx, 401 and 403, and turns any other status into a 500 for the client.
+_VERDICT_PATHS = frozenset({"/auth"})
+
+
+def status_for_path(path: str, status: int) -> int:
+    """Return the status to answer an error with on ``path``.
+
+    On the forward-auth endpoint a client error other than 401 and 403 (a bad path, an
+    unknown tenant, a regulated login) is a 403, keeping its code and message: the request
+    is refused either way, and no proxy turns it into a 500.
+    """
+    if path in _VERDICT_PATHS and 400 <= status < 500 and status not in (401, 403):
+        return 403
+    return status
 
 
 def shape_for_path(path: str) -> ErrorShape:

@@ -1,4 +1,4 @@
-"""The chain of SPEC §4 — request id → errors → client address → tenant → identity — as one
+"""The request chain — request id → errors → client address → tenant → identity — as one
 middleware that runs the steps in that order.
 
 One middleware rather than five: each aiohttp middleware is another coroutine (and
@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import re
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -21,6 +22,7 @@ from aiohttp.typedefs import Handler
 from gateway.appkeys import (
     CLIENT_ADDRESS,
     CLIENT_ADDRESSES,
+    COUNTS,
     CREDENTIALS,
     IDENTITY,
     REQUEST_ID,
@@ -28,6 +30,7 @@ from gateway.appkeys import (
     TENANT,
     TENANTS_SEEN,
 )
+from gateway.audit import ORIGIN, Origin
 from gateway.config import TENANT_ID_PATTERN
 from gateway.errors import (
     BadRequest,
@@ -41,6 +44,7 @@ from gateway.errors import (
     challenge_for,
     render,
     shape_for_path,
+    status_for_path,
 )
 from gateway.identity.credentials import parse_credentials
 from gateway.netaddr import IPAddress
@@ -67,6 +71,7 @@ _ID_COUNTER = itertools.count(1)
 def error_response(request: web.Request, error: GatewayError, status: int) -> web.Response:
     """Render ``error`` in the body shape of the request's API family."""
     shape = shape_for_path(request.path)
+    status = status_for_path(request.path, status)
     response = web.json_response(render(shape, error), status=status, headers=error.headers)
     challenge = challenge_for(shape, error, status)
     if challenge is not None:
@@ -123,15 +128,17 @@ def _mapped(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 @web.middleware
 async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run SPEC §4's steps, then the handler; every error becomes a JSON answer.
+    """Run the chain's steps, then the handler; every error becomes a JSON answer.
 
     Credentials are only read here; ``authz.authenticate`` resolves them when a handler
     needs an identity, so a public route never pays for a password check.
     """
+    started = time.perf_counter()
     rid = request_id(request)
     request[REQUEST_ID] = rid
     try:
         request[CLIENT_ADDRESS] = address_of_client(request)
+        ORIGIN.set(Origin(request[CLIENT_ADDRESS], rid))  # for the audit events it causes
         request[TENANT] = await tenant_of(request)
         request[CREDENTIALS] = parse_credentials(request.headers, request.query)
         request[IDENTITY] = None
@@ -148,13 +155,22 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             exc.headers["X-Request-ID"] = rid
+            _count(request, exc.status, started)
             raise
         response = _mapped(request, exc)
     except Exception:
         log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
         response = error_response(request, InternalError(), 500)
     response.headers["X-Request-ID"] = rid
+    _count(request, response.status, started)
     return response
+
+
+def _count(request: web.Request, status: int, started: float) -> None:
+    """The request in the metrics, under its route's pattern (never the raw path)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    request.app[COUNTS].request(route, request.method, status, time.perf_counter() - started)
 
 
 MIDDLEWARES = (gateway_middleware,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["migrations_dir", "openapi_path"]
+__all__ = ["migrations_dir", "openapi_path", "portal_stylesheet_path"]
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -22,3 +22,8 @@ def migrations_dir(dialect: Literal["sqlite", "postgresql"]) -> Path:
 def openapi_path() -> Path:
     """The OpenAPI 3.1 description served at ``GET /openapi.yaml``."""
     return _PACKAGE / "openapi.yaml"
+
+
+def portal_stylesheet_path() -> Path:
+    """The sign-in portal's stylesheet (its templates load through ``jinja2.PackageLoader``)."""
+    return _PACKAGE / "static" / "portal.css"

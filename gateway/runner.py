@@ -20,11 +20,12 @@ whose connections are ``_Connection``.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 
-from gateway.errors import BadRequest, ErrorShape, GatewayError, InternalError, render
+from gateway.errors import BadRequest, ErrorShape, GatewayError, InternalError, render, status_for_path
 from gateway.middlewares import request_id
 
 __all__ = ["GatewayRunner"]
@@ -41,11 +42,22 @@ def _error_for(status: int, exc: BaseException | None) -> GatewayError:
     return BadRequest("Malformed HTTP request")
 
 
+#: The path at the start of a request line. aiohttp's parser keeps nothing of a request it
+#: refuses, but the answer's status depends on the route (``status_for_path``): a refused
+#: ``/auth`` request is a 403, since nginx turns a 400 there into a 500 for its client.
+_REQUEST_PATH = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})")
+
+
 class _Connection(web.RequestHandler):
     """aiohttp's connection handler, answering what it cannot parse in JSON, and reading
     the body of a request in progress while the server drains."""
 
+    _path = "/"  # of the latest request line seen on this connection
+
     def data_received(self, data: bytes) -> None:
+        request_line = _REQUEST_PATH.match(data)
+        if request_line is not None:
+            self._path = request_line.group(1).decode("latin-1")
         # On SIGTERM aiohttp marks every connection closing and from then on drops what
         # arrives, even the rest of a body whose handler is waiting for it: a slowly
         # uploaded request would hang until the drain timeout and get no answer. The
@@ -81,7 +93,8 @@ class _Connection(web.RequestHandler):
             # Part of an answer went out already: the connection can only be dropped.
             raise ConnectionError("an answer was being sent when the request failed")
         response = web.json_response(render(ErrorShape.DEFAULT, _error_for(status, exc)),
-                                     status=status, headers={"X-Request-ID": rid})
+                                     status=status_for_path(self._path, status),
+                                     headers={"X-Request-ID": rid})
         response.force_close()
         return response
 

@@ -11,11 +11,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.admin import Administration
+from gateway.audit import AuditTrail
 from gateway.config import Config
 from gateway.identity.cache import IdentityCache
 from gateway.identity.logins import PasswordCheck
 from gateway.identity.resolver import Resolver
 from gateway.media.service import MediaService
+from gateway.metrics import Counts
 from gateway.passwords import PasswordHasher
 from gateway.storage import Store, open_sqlite_store
 from gateway.storage.postgresql import open_postgresql_store
@@ -53,6 +56,8 @@ class Services:
     resolver: Resolver
     tokens: TokenService
     media: MediaService
+    audit: AuditTrail
+    admin: Administration
 
     def close(self) -> None:
         """Stop the media signing pool (the store and hasher are closed by their owners)."""
@@ -60,19 +65,30 @@ class Services:
 
 
 async def build_services(config: Config, store: Store, hasher: PasswordHasher,
-                         clock: Callable[[], float]) -> Services:
-    """Build the services over an open store; the identity cache starts at the log's end."""
+                         clock: Callable[[], float], counts: Counts | None = None) -> Services:
+    """Build the services over an open store; the identity cache starts at the log's end.
+
+    ``counts`` gathers what the metrics report (the CLI passes none: nothing scrapes it).
+    """
+    counts = Counts() if counts is None else counts
     secret = config.secret_key.get_secret_value() if config.secret_key else None
     keyring = Keyring(load_user_secret(secret, config.data_dir))
-    cache = IdentityCache(store, size=config.cache.size, basic_ttl=config.cache.basic_ttl)
+    cache = IdentityCache(store, size=config.cache.size, basic_ttl=config.cache.basic_ttl,
+                          counts=counts)
     await cache.start()
-    logins = PasswordCheck(config, store, hasher, clock)
+    audit = AuditTrail(store, clock)
+    logins = PasswordCheck(config, store, hasher, clock, on_refused=audit.login_refused,
+                           counts=counts)
+    tokens = TokenService(config, store, keyring, clock, counts=counts)
+    media = MediaService(config, store, clock, cache, counts=counts)
     return Services(
         store=store,
         keyring=keyring,
         cache=cache,
         logins=logins,
         resolver=Resolver(config, store, keyring, logins, cache, clock),
-        tokens=TokenService(config, store, keyring, clock),
-        media=MediaService(config, store, clock, cache),
+        tokens=tokens,
+        media=media,
+        audit=audit,
+        admin=Administration(store, hasher, tokens, media, audit, clock),
     )

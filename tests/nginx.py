@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.readme import on_loopback, readme_block
 
 NGINX = shutil.which("nginx") or next(
     (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None)
 
-CONFIG = """\
-# The configuration of the README's nginx section, with test paths and ports.
+SKELETON = """\
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
@@ -32,51 +32,37 @@ http {{
     fastcgi_temp_path {prefix}/tmp-fastcgi;
     uwsgi_temp_path {prefix}/tmp-uwsgi;
     scgi_temp_path {prefix}/tmp-scgi;
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        location = /_gateway_auth {{
-            internal;
-            proxy_pass http://127.0.0.1:{gateway_port}/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }}
-
-        location / {{
-            auth_request /_gateway_auth;
-            auth_request_set $auth_user $upstream_http_x_auth_user;
-            auth_request_set $auth_roles $upstream_http_x_auth_roles;
-            auth_request_set $auth_tenant $upstream_http_x_auth_tenant;
-            auth_request_set $auth_token_id $upstream_http_x_auth_token_id;
-            proxy_set_header X-Auth-User $auth_user;
-            proxy_set_header X-Auth-Roles $auth_roles;
-            proxy_set_header X-Auth-Tenant $auth_tenant;
-            proxy_set_header X-Auth-Token-Id $auth_token_id;
-            proxy_pass http://127.0.0.1:{upstream_port};
-        }}
-    }}
-}}
 """
+
+
+def template_of(snippet: str) -> str:
+    """An nginx.conf template: ``snippet`` (``location`` blocks with the README's example
+    addresses) as the one server, listening on ``{port}``."""
+    escaped = snippet.replace("{", "{{").replace("}", "}}")
+    return (SKELETON + "    server {{\n        listen 127.0.0.1:{port};\n"
+            + on_loopback(escaped, gateway="{gateway_port}", upstream="{upstream_port}")
+            + "    }}\n}}\n")
+
+
+#: The README's nginx section as written there, with test paths and ports.
+README_SNIPPET = readme_block("nginx `auth_request`", "nginx")
+CONFIG = template_of(README_SNIPPET)
 
 
 class Nginx:
     """nginx in the foreground on a free loopback port."""
 
-    def __init__(self, prefix: Path, gateway_port: int, upstream_port: int) -> None:
+    def __init__(self, prefix: Path, gateway_port: int, upstream_port: int, *,
+                 template: str = CONFIG, port: int | None = None) -> None:
         if NGINX is None:
             if os.environ.get("CI"):
                 pytest.fail("nginx is missing in CI: .ci/run should have installed nginx-light")
             pytest.skip("nginx is not installed (.ci/run installs Debian's nginx-light)")
         prefix.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = prefix
-        self.config_text = CONFIG.format(
+        self.config_text = template.format(
             prefix=prefix, port=self.port, gateway_port=gateway_port, upstream_port=upstream_port,
             # Workers of a root master run as nobody, who cannot enter pytest's 0700 tmp dirs.
             user="user root;" if os.geteuid() == 0 else "",

@@ -29,8 +29,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Server:
     """One ``gateway serve`` process; its output goes to a file the test reads."""
 
-    def __init__(self, workdir: Path, config: Path, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, config: Path, env: dict[str, str], *args: str,
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
         self._handle = self.log.open("wb")

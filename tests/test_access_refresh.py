@@ -1,4 +1,4 @@
-"""SPEC §5.3 (seed 004): /api/token/, refresh/, verify/, blacklist/ with SimpleJWT bodies."""
+"""docs/access-refresh.md (seed 004): /api/token/, refresh/, verify/, blacklist/ with SimpleJWT bodies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The real ``gateway`` command in subprocesses (``python -m gateway``), SPEC §2.
+"""The real ``gateway`` command in subprocesses (``python -m gateway``), docs/operations.md.
 
 Each test gets its own config.yaml and database in tmp_path. State the test is not about
 is prepared in-process through the store, token rows with plain SQL (cheaper than a
@@ -154,10 +154,12 @@ def test_tenants_add(gw: Gateway) -> None:
     assert "already exists" in again.stdout
     assert gw.with_store(lambda store: store.list_tenants()).count("acme") == 1
 
-    bad = gw.run("tenants", "add", "bad id!")
-    assert bad.returncode != 0
-    assert "invalid tenant id" in bad.stderr
-    assert "bad id!" not in gw.with_store(lambda store: store.list_tenants())
+    for bad_id in ("bad id!", "acme\n", "acme\r\nx", "ac\u200bme", "\uff41cme"):
+        bad = gw.run("tenants", "add", bad_id)
+        assert bad.returncode == 1, bad_id
+        assert bad.stderr.startswith("gateway: ") and "invalid tenant id" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert gw.with_store(lambda store: store.list_tenants()) == ["acme", "default"]
 
 
 # users add / list
@@ -196,6 +198,42 @@ def test_users_add_list_duplicate_and_short_password(gw: Gateway) -> None:
     assert short.returncode == 1
     assert "at least 8 characters" in short.stderr
     assert gw.user("dave") is None
+
+
+@pytest.mark.parametrize("username", [
+    "eve\r\nX-Auth-User: root", "eve\n", "ad\u200bmin", "\u200badmin", "ad\u2028min",
+    "ad min", "ad\x7fmin", "",
+])
+def test_users_add_refuses_control_format_and_space_characters(gw: Gateway,
+                                                               username: str) -> None:
+    gw.seed("default")
+    result = gw.run("users", "add", username, "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+    assert result.returncode == 1
+    assert result.stderr.startswith("gateway: ") and "username" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert gw.with_store(lambda store: store.list_users("default")) == []
+
+
+def test_users_add_refuses_another_spelling_of_an_existing_username(gw: Gateway) -> None:
+    gw.seed("default")
+    assert gw.run("users", "add", "admin", "--password-stdin",
+                  stdin=ALICE_PASSWORD + "\n").returncode == 0
+    for spelling in ("Admin", "ADMIN", "\uff41dmin"):  # the last with a fullwidth a
+        result = gw.run("users", "add", spelling, "--password-stdin", stdin=ALICE_PASSWORD + "\n")
+        assert result.returncode == 1, spelling
+        assert "already exists in tenant 'default'" in result.stderr
+    assert [user.username for user in gw.with_store(lambda store: store.list_users("default"))] == [
+        "admin"]
+    # Stored NFKC-normalised: a fullwidth name is kept in its plain form.
+    assert gw.run("users", "add", "\uff42ob", "--password-stdin",
+                  stdin=ALICE_PASSWORD + "\n").returncode == 0
+    bob = gw.user("BOB")
+    assert bob is not None and bob.username == "bob"
+    # The other commands find a user by any spelling too.
+    disabled = gw.run("users", "disable", "ADMIN")
+    assert disabled.returncode == 0, disabled.stderr
+    admin = gw.user("admin")
+    assert admin is not None and admin.disabled
 
 
 def test_users_add_in_tenants(gw: Gateway) -> None:

@@ -1,4 +1,5 @@
-"""gateway.config: parse_config / load_config, ${ENV} interpolation, one-line errors (SPEC §2)."""
+"""gateway.config: parse_config / load_config, ${ENV} interpolation, one-line errors
+(docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ def test_empty_config_gives_the_documented_defaults() -> None:
     assert config.tokens.leeway == 0
     assert config.login.reveal_unknown_user is False
     assert config.login.regulation.max_retries == 5
+    assert config.login.regulation.max_retries_per_address == 50
     assert config.login.regulation.find_time == 120
     assert config.login.regulation.ban_time == 300
     assert config.media.token.start == 0
@@ -183,6 +185,23 @@ def test_unknown_key_is_named(data: dict[str, Any], key: str) -> None:
 )
 def test_wrong_type_or_value_is_named(data: dict[str, Any], key: str) -> None:
     assert config_error(data).startswith(f"{key}: ")
+
+
+@pytest.mark.parametrize("tenant", ["acme\n", "acme\r\n", "ac\u200bme", "ac me", "\uff41cme"])
+def test_a_tenant_id_with_a_control_format_or_other_character_is_refused(tenant: str) -> None:
+    message = config_error({"tenants": {tenant: {}}})
+    assert message.startswith("tenants: invalid tenant id ")
+
+
+@pytest.mark.parametrize("username", ["ad\u200bmin", "admin\n", "ad min", "ad\x07min"])
+def test_an_admin_username_with_a_control_format_or_space_character_is_refused(
+        username: str) -> None:
+    message = config_error({}, GATEWAY_ADMIN_USERNAME=username)
+    assert message.startswith("admin.username: GATEWAY_ADMIN_USERNAME: a username cannot contain U+")
+
+
+def test_the_admin_username_is_kept_nfkc_normalised() -> None:
+    assert parse({}, GATEWAY_ADMIN_USERNAME="\uff41dmin").admin.username == "admin"
 
 
 def test_boolean_is_not_a_port() -> None:

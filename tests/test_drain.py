@@ -48,7 +48,8 @@ async def upstream() -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-async def trickled_login(port: int, started: asyncio.Event, go_on: asyncio.Event) -> tuple[int, dict[str, object]]:
+async def trickled_login(port: int, started: asyncio.Event,
+                         go_on: asyncio.Event) -> tuple[int, dict[str, object]]:
     """POST /login over a raw socket: headers and half the body, then the rest after ``go_on``."""
     body = json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -12,7 +12,7 @@ from gateway.durations import MAX_SECONDS, format_duration, parse_duration
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
-        # The spellings SPEC §2 and seed 001 promise.
+        # The spellings docs/configuration.md and seed 001 promise.
         ("6 hours", 6 * 3600),
         ("1 day 2 hours", 86400 + 2 * 3600),
         ("2h30m", 2 * 3600 + 30 * 60),

@@ -1,4 +1,5 @@
-"""gateway.forms: PHP bracket form fields decoded into the structure a JSON body has (SPEC §5.4)."""
+"""gateway.forms: PHP bracket form fields decoded into the structure a JSON body has
+(docs/media-tokens.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gateway.config import parse_config
 from gateway.forms import MAX_DEPTH, MAX_FIELDS, FormError, decode_php_form
 from gateway.media.params import defaults_for, parse_request
 
-# The seed 000 example as its Symfony clients send it (SPEC §5.4).
+# The seed 000 example as its Symfony clients send it (docs/media-tokens.md).
 SEED_PAIRS = [
     ("unique", "1"),
     ("kid", "abc"),

@@ -1,4 +1,4 @@
-"""SPEC §5.5: ``/auth`` as nginx ``auth_request`` and Traefik/Caddy ``ForwardAuth`` call it.
+"""``/auth`` as nginx ``auth_request`` and Traefik/Caddy ``ForwardAuth`` call it (docs/forward-auth.md).
 
 Every test speaks to the real app the way a proxy does: the original request's URI and
 method in ``X-Original-*`` (nginx) or ``X-Forwarded-*`` (Traefik), its credentials passed
@@ -12,6 +12,7 @@ import base64
 import pytest
 from jose import jwt
 
+from gateway.config import ConfigError, parse_config
 from tests.conftest import ADMIN_PASSWORD, add_user
 
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
@@ -279,10 +280,12 @@ async def test_path_tricks_do_not_escape_a_deny(gw, uri):
 
 
 @pytest.mark.parametrize("uri", ["/public/%00/x", "/public/%ff", "public/x", "%2Fpublic"])
-async def test_an_unreadable_path_is_400_not_a_pass(gw, uri):
+async def test_an_unreadable_path_is_refused_not_a_pass(gw, uri):
     response = await ask(gw, uri, headers=ADMIN)
-    assert response.status == 400, await response.text()
-    assert set(await response.json()) == {"error", "message"}
+    # A 403, not a 400: nginx auth_request turns anything but 2xx, 401 and 403 into a 500.
+    assert response.status == 403, await response.text()
+    body = await response.json()
+    assert set(body) == {"error", "message"} and body["error"] == "bad_request"
     assert "X-Auth-User" not in response.headers
 
 
@@ -344,11 +347,15 @@ async def tenants(make_client):
     return client
 
 
-async def test_an_unknown_tenant_is_400(tenants):
+async def test_an_unknown_or_repeated_tenant_is_403(tenants):
     response = await ask(tenants, "/public", headers={"X-TENANT-ID": "nope"})
-    assert response.status == 400
+    assert response.status == 403
     body = await response.json()
     assert body["error"] == "unknown_tenant" and set(body) == {"error", "message"}
+    repeated = await tenants.get("/auth", headers=[("X-Original-URI", "/public"), ("X-TENANT-ID", "acme"),
+                                                   ("X-TENANT-ID", "default")])
+    assert repeated.status == 403
+    assert (await repeated.json())["error"] == "bad_request"
 
 
 async def test_a_user_of_a_tenant_passes_with_its_header(tenants):
@@ -565,3 +572,68 @@ async def test_a_use_refused_for_its_roles_does_not_spend_a_unique_token(vip):
     await assert_403(await ask(vip, uri, headers=basic("pleb", "pleb-password")))
     response = await ask(vip, uri, headers=basic("vip", "vip-password"))
     assert response.status == 200, await response.text()
+
+
+# Which headers name the original request: gateway.forward_auth.headers
+
+
+def forward_auth(headers: str) -> dict:
+    return {"gateway": {"rules": RULES, "forward_auth": {"headers": headers}}}
+
+
+async def test_nginx_headers_ignore_what_traefik_and_caddy_would_send(make_client):
+    client = await make_client(forward_auth("nginx"))
+    # A client behind nginx adds X-Forwarded-*: ignored, whatever it says.
+    hostile = {"X-Forwarded-Uri": "/public/x", "X-Forwarded-Method": "PUT"}
+    await assert_401(await ask(client, "/admin/panel", headers=hostile))
+    await assert_403(await ask(client, "/closed", headers={**ADMIN, **hostile}))
+    assert (await ask(client, "/put-only/x", "GET", headers={**ADMIN, **hostile})).status == 200
+    # Traefik's headers alone decide nothing: the URI is "/" as when nginx sent none.
+    await assert_401(await ask(client, "/public/x", proxy=TRAEFIK))
+
+
+async def test_forwarded_headers_ignore_what_nginx_would_send(make_client):
+    client = await make_client(forward_auth("forwarded"))
+    hostile = {"X-Original-URI": "/public/x", "X-Original-Method": "PUT"}
+    await assert_401(await ask(client, "/admin/panel", headers=hostile, proxy=TRAEFIK))
+    await assert_403(await ask(client, "/closed", headers={**ADMIN, **hostile}, proxy=TRAEFIK))
+    allowed = await ask(client, "/put-only/x", "GET", headers={**ADMIN, **hostile}, proxy=TRAEFIK)
+    assert allowed.status == 200
+    await assert_401(await ask(client, "/public/x", proxy=NGINX))
+
+
+@pytest.mark.parametrize("proxy", [NGINX, TRAEFIK])
+async def test_auto_refuses_the_two_families_when_they_disagree(gw, proxy):
+    uri_header, method_header = NGINX if proxy is TRAEFIK else TRAEFIK  # the other proxy's
+    for extra in ({uri_header: "/public/x"}, {method_header: "PUT"}):
+        response = await ask(gw, "/app", headers={**ADMIN, **extra}, proxy=proxy)
+        body = await assert_403(response)
+        assert body["error"] == "conflicting_forward_headers"
+    # The same values twice are one value.
+    agreeing = {uri_header: "/app", method_header: "GET"}
+    assert (await ask(gw, "/app", headers={**ADMIN, **agreeing}, proxy=proxy)).status == 200
+
+
+@pytest.mark.parametrize("source", ["auto", "nginx", "forwarded"])
+async def test_a_repeated_header_with_different_values_is_403(make_client, source):
+    client = await make_client(forward_auth(source))
+    uri_header = "X-Forwarded-Uri" if source == "forwarded" else "X-Original-URI"
+    response = await client.get("/auth", headers=[(uri_header, "/admin/panel"), (uri_header, "/public/x")])
+    assert (await assert_403(response))["error"] == "conflicting_forward_headers"
+    same = await client.get("/auth", headers=[(uri_header, "/public/x"), (uri_header, "/public/x")])
+    assert same.status == 200
+
+
+async def test_every_refusal_of_auth_is_a_401_or_403(gw, clock):
+    # A regulated login is a 403 with its code (nginx would make a 429 a 500).
+    wrong = basic("admin", "wrong-password")
+    statuses = [(await ask(gw, "/app", headers=wrong)).status for _ in range(5)]
+    assert statuses == [401] * 5
+    banned = await ask(gw, "/app", headers=wrong)
+    assert (await assert_403(banned))["error"] == "too_many_attempts"
+    assert "Retry-After" in banned.headers
+
+
+def test_an_unknown_header_source_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"gateway\.forward_auth\.headers"):
+        parse_config({"gateway": {"forward_auth": {"headers": "traefik"}}})

@@ -1,4 +1,4 @@
-"""The identity chain of SPEC §4, through a test-only route that requires an identity.
+"""The identity chain (docs/README.md), through a test-only route that requires an identity.
 
 The API families that use it (named tokens, access/refresh, admin) build on exactly this.
 """

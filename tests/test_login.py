@@ -1,4 +1,4 @@
-"""SPEC §5.1 (seed 003): POST /login and POST /logout, every status and body."""
+"""docs/login.md (seed 003): POST /login and POST /logout, every status and body."""
 
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ async def test_account_ban_holds_from_every_address(client):
     assert other.status == 429
 
 
-async def test_address_ban_holds_for_every_account(client):
+async def test_address_ban_holds_for_every_account(make_client):
+    client = await make_client({"login": {"regulation": {"max_retries_per_address": 5}}})
     await add_user(client.app, "alice", "alice-password")
     attacker = {"X-Forwarded-For": "198.51.100.9"}
     for index in range(5):
@@ -190,7 +191,8 @@ async def test_address_ban_holds_for_every_account(client):
 
 
 async def test_forwarded_for_is_ignored_from_an_untrusted_peer(make_client):
-    client = await make_client({"server": {"trusted_proxies": ["10.0.0.0/8"]}})
+    client = await make_client({"server": {"trusted_proxies": ["10.0.0.0/8"]},
+                                "login": {"regulation": {"max_retries_per_address": 5}}})
     for index in range(5):
         headers = {"X-Forwarded-For": f"198.51.100.{index}"}
         assert (await login(client, f"user{index}", "guess-password", headers=headers)).status == 401

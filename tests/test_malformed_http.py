@@ -28,22 +28,22 @@ PADDING = "p" * 9000
 
 MALFORMED = {
     "control character after a Basic credential":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"Authorization: Basic {BASIC}".encode() + b"\x01\r\n\r\n",
+        b"GET /login HTTP/1.1\r\n" + HOST + f"Authorization: Basic {BASIC}".encode() + b"\x01\r\n\r\n",
     "NUL inside an X-Key":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}".encode() + b"\x00x\r\n\r\n",
+        b"GET /login HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}".encode() + b"\x00x\r\n\r\n",
     "control character in a header name":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"X-K\x01ey: {SECRET}\r\n\r\n".encode(),
+        b"GET /login HTTP/1.1\r\n" + HOST + f"X-K\x01ey: {SECRET}\r\n\r\n".encode(),
     "an X-Key over 8,190 bytes":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}{PADDING}\r\n\r\n".encode(),
+        b"GET /login HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}{PADDING}\r\n\r\n".encode(),
     "an Authorization over 8,190 bytes":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"Authorization: Basic {BASIC}{PADDING}\r\n\r\n".encode(),
+        b"GET /login HTTP/1.1\r\n" + HOST + f"Authorization: Basic {BASIC}{PADDING}\r\n\r\n".encode(),
     "a request line over 8,190 bytes":
-        f"GET /auth?access_token={SECRET}{PADDING} HTTP/1.1\r\n".encode() + HOST + b"\r\n",
+        f"GET /login?access_token={SECRET}{PADDING} HTTP/1.1\r\n".encode() + HOST + b"\r\n",
     "more headers than allowed":
-        b"GET /auth HTTP/1.1\r\n" + HOST
+        b"GET /login HTTP/1.1\r\n" + HOST
         + b"".join(f"X-Key-{n}: {SECRET}\r\n".encode() for n in range(200)) + b"\r\n",
     "a bare LF inside a header value":
-        b"GET /auth HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}\nX: y\r\n\r\n".encode(),
+        b"GET /login HTTP/1.1\r\n" + HOST + f"X-Key: {SECRET}\nX: y\r\n\r\n".encode(),
 }
 
 
@@ -112,3 +112,14 @@ async def test_an_overlong_line_says_so(port):
     status, _, body = await exchange(port, MALFORMED["an X-Key over 8,190 bytes"])
     assert status == 400
     assert json.loads(body)["message"] == "The request line or a header is too long"
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_malformed_http_on_auth_is_a_json_403(port, request_bytes):
+    # A proxy's forward-auth request carries the client's headers: nginx auth_request turns
+    # a 400 into a 500 for its client, a 403 it passes on.
+    status, headers, body = await exchange(port, request_bytes.replace(b"GET /login", b"GET /auth", 1))
+    assert status == 403
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"] == "bad_request"
+    assert SECRET.encode() not in body and BASIC.encode() not in body

@@ -1,4 +1,4 @@
-"""SPEC §5.4 (seed 000): POST /token, POST /token/check, JWKS, keys — over HTTP."""
+"""docs/media-tokens.md (seed 000): POST /token, POST /token/check, JWKS, keys — over HTTP."""
 
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ async def test_check_needs_a_token(client):
     assert response.status == 400
 
 
-# Attacks (SPEC §6)
+# Attacks
 
 
 def b64(data: dict) -> str:
@@ -360,9 +360,10 @@ async def test_jwks_verifies_tokens_with_an_independent_library(client, algorith
     token = (await issue(client, {"unique": False, "algorithm": algorithm}))["token"]
     jwks = await (await client.get("/.well-known/jwks.json")).json()
     key_set = pyjwt.PyJWKSet.from_dict(jwks)
-    kid = jwt.get_unverified_header(token)["kid"]
-    key = next(k for k in key_set.keys if k.key_id == kid)
-    claims = pyjwt.decode(token, key.key, algorithms=[algorithm], issuer="gateway",
+    # The key alone tells PyJWT the algorithm: each JWK has kid, alg and use.
+    key = key_set[jwt.get_unverified_header(token)["kid"]]
+    assert key.algorithm_name == algorithm
+    claims = pyjwt.decode(token, key, algorithms=[algorithm], issuer="gateway",
                           options={"verify_aud": False})
     assert claims["sub"] == "Media download"
 
@@ -376,6 +377,7 @@ async def test_jwks_publishes_public_keys_only(client):
     assert sorted(k["kty"] for k in keys) == ["EC", "EC", "RSA"]
     for key in keys:
         assert "d" not in key and "k" not in key and key["use"] == "sig"
+        assert key["kid"] and key["alg"] in ("RS256", "ES256", "ES384")
     assert pyjwt.PyJWK(next(k for k in keys if k["kty"] == "RSA")).key.key_size >= 2048
 
 
@@ -391,15 +393,17 @@ async def test_jwks_by_header_or_query(client, clock):
     assert unknown.status == 400
 
 
-async def test_keys_are_made_on_first_need_and_reused(client):
+async def test_keys_are_made_on_first_need_one_per_algorithm(client):
     assert await client.app[STORE].list_keys("default") == []
-    first = (await issue(client, {"unique": False, "algorithm": "RS256"}))["token"]
-    second = (await issue(client, {"unique": False, "algorithm": "RS384"}))["token"]
-    third = (await issue(client, {"unique": False, "algorithm": "RS512"}))["token"]
-    kids = {jwt.get_unverified_header(t)["kid"] for t in (first, second, third)}
-    assert len(kids) == 1, "one RSA key serves RS256/384/512"
+    kids = {}
+    for algorithm in ("RS256", "RS384", "RS512", "RS256", "RS384"):
+        token = (await issue(client, {"unique": False, "algorithm": algorithm}))["token"]
+        kid = jwt.get_unverified_header(token)["kid"]
+        assert kids.setdefault(algorithm, kid) == kid, "reused for its algorithm"
+    assert len(set(kids.values())) == 3, "a key is used with one algorithm only"
     keys = await client.app[STORE].list_keys("default")
-    assert [k.family for k in keys] == ["RSA"]
+    assert sorted(k.algorithm for k in keys) == ["RS256", "RS384", "RS512"]
+    assert {k.kid: k.algorithm for k in keys} == {kid: alg for alg, kid in kids.items()}
 
 
 async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(client):

@@ -1,4 +1,5 @@
-"""gateway.media.params: POST /token parameters, defaults, claims and use-time restrictions (SPEC §5.4)."""
+"""gateway.media.params: POST /token parameters, defaults, claims and use-time restrictions
+(docs/media-tokens.md)."""
 
 from __future__ import annotations
 

@@ -10,11 +10,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
+import asyncpg
 import pytest
 
 from gateway.resources import migrations_dir
-from gateway.storage import MigrationError, NewUser, NoSuchParent, open_sqlite_store
-from gateway.storage.migrations import apply_sqlite_migrations, discover, split_statements
+from gateway.services import open_store
+from gateway.storage import AlreadyExists, MigrationError, NewUser, NoSuchParent, open_sqlite_store
+from gateway.storage.migrations import (
+    apply_postgresql_migrations,
+    apply_sqlite_migrations,
+    discover,
+    split_statements,
+)
+from tests.conftest import make_config
 
 # split_statements
 
@@ -325,5 +333,68 @@ async def test_database_file_is_owner_only(tmp_path: Path) -> None:
         wal = db.with_name(db.name + "-wal")
         assert wal.exists()
         assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+    finally:
+        await store.close()
+
+
+# Username keys on a database from before them, on both backends
+
+
+#: The last migration of each dialect before users had a username key.
+BEFORE_USERNAME_KEY = {"sqlite": 5, "postgresql": 1}
+OLD_USERS = ["Admin", "admin", "J\u00f6rg", "\uff22\uff2f\uff22"]  # the last: BOB in fullwidth
+
+
+async def _an_old_database(tmp_path: Path, store_url: str | None) -> None:
+    """Migrate only up to the username key, then add users as an older gateway did."""
+    dialect = "sqlite" if store_url is None else "postgresql"
+    older = write_migrations(tmp_path / "older", {
+        name: path.read_text(encoding="utf-8")
+        for version, name, path in discover(migrations_dir(dialect))
+        if version <= BEFORE_USERNAME_KEY[dialect]})
+    insert_tenant = "INSERT INTO tenants (id, created_at) VALUES ('default', 0)"
+    insert_user = ("INSERT INTO users (tenant_id, username, password_hash, created_at, updated_at)"
+                   " VALUES ('default', {}, 'h', 0, 0)")
+    if store_url is None:
+        (tmp_path / "data").mkdir()
+        async with connect(tmp_path / "data" / "gateway.db") as connection:
+            await apply_sqlite_migrations(connection, older)
+            await connection.execute(insert_tenant)
+            for name in OLD_USERS:
+                await connection.execute(insert_user.format("?"), (name,))
+        return
+    raw = await asyncpg.connect(store_url)
+    try:
+        await apply_postgresql_migrations(raw, older)
+        await raw.execute(insert_tenant)
+        for name in OLD_USERS:
+            await raw.execute(insert_user.format("$1"), name)
+    finally:
+        await raw.close()
+
+
+async def test_users_of_an_older_database_get_their_username_keys(
+        tmp_path: Path, store_url: str | None) -> None:
+    await _an_old_database(tmp_path, store_url)
+    store = await open_store(make_config(tmp_path, storage_url=store_url))
+    try:
+        async def found(spelling: str) -> str | None:
+            user = await store.get_user("default", spelling)
+            return None if user is None else user.username
+
+        assert await found("J\u00d6RG") == "J\u00f6rg"
+        assert await found("bob") == "\uff22\uff2f\uff22"
+        # Two older users whose names fold alike: each still logs in by its exact name; the
+        # first keeps the key, so other spellings find it, and no third one can be added.
+        assert await found("admin") == "admin"
+        assert await found("Admin") == "Admin"
+        assert await found("ADMIN") == "Admin"
+        with pytest.raises(AlreadyExists):
+            await store.add_user(NewUser(tenant="default", username="aDmin", password_hash="h"),
+                                 time.time())
+        with pytest.raises(AlreadyExists):
+            await store.add_user(NewUser(tenant="default", username="bob", password_hash="h"),
+                                 time.time())
+        assert len(await store.list_users("default")) == len(OLD_USERS)
     finally:
         await store.close()

@@ -1,4 +1,4 @@
-"""SPEC §5.2 (seeds 001/002): named personal tokens under /api/v1alpha/token."""
+"""docs/named-tokens.md (seeds 001/002): named personal tokens under /api/v1alpha/token."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The middleware chain and the operations endpoints (SPEC §4, §5.7)."""
+"""The middleware chain and the operations endpoints (docs/operations.md)."""
 
 from __future__ import annotations
 

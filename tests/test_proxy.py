@@ -1,4 +1,4 @@
-"""SPEC §5.5: the built-in proxy to ``gateway.upstreams``, against a real upstream on loopback."""
+"""docs/forward-auth.md: the built-in proxy to ``gateway.upstreams``, against a real upstream on loopback."""
 
 from __future__ import annotations
 

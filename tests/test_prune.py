@@ -11,6 +11,10 @@ import time
 from gateway.storage import NewToken, NewUser, open_sqlite_store
 
 
+def never_banned(account: list[float], address: list[float]) -> float:
+    return 0.0
+
+
 async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
     database = tmp_path / "gateway.db"
     config = tmp_path / "config.yaml"
@@ -23,8 +27,10 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
         for jti, expires in (("expired", now - 10), ("live", now + 3600)):
             await store.add_tokens([NewToken(jti=jti, kind="session", tenant="default",
                                            user_id=user.id, issued_at=now - 100, expires_at=expires)])
-        await store.record_login_attempt("default", "alice", "127.0.0.1", now - 86400, 5)
-        await store.record_login_attempt("default", "alice", "127.0.0.1", now, 5)
+        await store.record_login_attempt("default", "alice", "127.0.0.1", now - 86400, (5, 5),
+                                         never_banned)
+        await store.record_login_attempt("default", "alice", "127.0.0.1", now, (5, 5),
+                                         never_banned)
     finally:
         await store.close()
 
@@ -40,7 +46,13 @@ async def test_prune_keeps_live_tokens_and_recent_failures(tmp_path):
     try:
         assert await store.get_token("expired") is None
         assert await store.get_token("live") is not None
-        account, _ = await store.record_login_attempt("default", "alice", "127.0.0.1", now + 1, 10)
-        assert account == [now]
+        seen: list[list[float]] = []
+
+        def record(account: list[float], address: list[float]) -> float:
+            seen.append(account)
+            return 0.0
+
+        await store.record_login_attempt("default", "alice", "127.0.0.1", now + 1, (10, 10), record)
+        assert seen == [[now]]  # the failure a day old was pruned, the recent one kept
     finally:
         await store.close()

@@ -1,10 +1,10 @@
-"""gateway.regulation.ban_remaining: when recent login failures ban an account or address."""
+"""gateway.regulation: when recent login failures ban a login or an address."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.regulation import ban_remaining
+from gateway.regulation import ban_remaining, login_ban
 
 NOW = 1_000_000.0
 
@@ -69,3 +69,43 @@ def test_max_retries_one_bans_on_the_first_failure() -> None:
 
 def test_never_negative() -> None:
     assert ban(failures(1000, 1001, 1002, 1003, 1004), NOW) == 0.0
+
+
+# login_ban: a login after 5 failures, an address after 50, each for ban_time
+
+
+def login_and_address(login: list[float], address: list[float], now: float = NOW) -> float:
+    return login_ban(login, address, now, per_login=5, per_address=50, find_time=120.0,
+                     ban_time=300.0)
+
+
+def test_five_failures_of_a_login_ban_it() -> None:
+    assert login_and_address(failures(0, 1, 2, 3, 4), failures(0, 1, 2, 3, 4)) == pytest.approx(300)
+
+
+def test_an_address_needs_fifty_failures() -> None:
+    assert login_and_address([], failures(*range(49))) == 0.0
+    assert login_and_address([], failures(*range(50))) == pytest.approx(300)
+
+
+def test_the_longer_ban_wins() -> None:
+    login = failures(100, 101, 102, 103, 104)
+    address = failures(*range(10, 60))
+    assert login_and_address(login, address) == pytest.approx(290)
+
+
+def test_a_ban_ends_ban_time_after_the_failure_that_started_it() -> None:
+    # No attempt made during a ban is recorded, so the newest failure started it.
+    started = failures(0, 1, 2, 3, 4)
+    assert login_and_address(started, [], NOW + 299.5) == pytest.approx(0.5)
+    assert login_and_address(started, [], NOW + 300) == 0.0
+
+
+def test_a_zero_threshold_turns_that_counter_off() -> None:
+    many = failures(*range(60))
+    assert login_ban(many, many, NOW, per_login=0, per_address=50, find_time=120,
+                     ban_time=300) == pytest.approx(300)
+    assert login_ban(many, many, NOW, per_login=5, per_address=0, find_time=120,
+                     ban_time=300) == pytest.approx(300)
+    assert login_ban([], many, NOW, per_login=5, per_address=0, find_time=120,
+                     ban_time=300) == 0.0

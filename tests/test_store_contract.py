@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ import pytest
 from gateway.services import open_store
 from gateway.storage import (
     AlreadyExists,
+    AuditEvent,
     KeyRecord,
     NewToken,
     NewUser,
@@ -55,8 +56,8 @@ def a_token(user_id: int | None, kind: str = "access", **fields: object) -> NewT
     return NewToken(**values)  # type: ignore[arg-type]
 
 
-def a_key(kid: str, family: str = "RSA", tenant: str = "default") -> KeyRecord:
-    return KeyRecord(kid=kid, tenant=tenant, family=family, private_key="pem",
+def a_key(kid: str, algorithm: str = "RS256", tenant: str = "default") -> KeyRecord:
+    return KeyRecord(kid=kid, tenant=tenant, algorithm=algorithm, private_key="pem",
                      public_jwk='{"kty": "RSA"}', created_at=NOW)
 
 
@@ -86,6 +87,29 @@ async def test_users_are_unique_by_name_and_by_email_in_any_case(store: Store) -
     assert await store.get_user("default", "alice") == found
     assert await store.get_user("default", "nobody") is None
     assert await store.get_user_by_email("default", "nobody@example.com") is None
+
+
+async def test_usernames_are_unique_on_their_folded_form(store: Store) -> None:
+    await a_user(store, "admin")
+    for spelling in ("Admin", "ADMIN", "\uff41\uff44\uff4d\uff49\uff4e"):  # fullwidth admin
+        with pytest.raises(AlreadyExists, match="already exists"):
+            await a_user(store, spelling)
+    await a_user(store, "Jörg")
+    with pytest.raises(AlreadyExists):
+        await a_user(store, "JÖRG")
+    await store.add_tenant("acme", NOW)
+    other = await store.add_user(NewUser(tenant="acme", username="ADMIN", password_hash="h"), NOW)
+    assert other.username == "ADMIN"
+    assert {u.username for u in await store.list_users("default")} == {"Jörg", "admin"}
+
+
+async def test_a_user_is_found_by_any_spelling_of_its_name(store: Store) -> None:
+    alice = await a_user(store, "Alice")
+    for spelling in ("Alice", "alice", "ALICE", "\uff21lice"):
+        found = await store.get_user("default", spelling)
+        assert found is not None and found.id == alice and found.username == "Alice"
+    assert await store.get_user("default", "alice\u200b") is None
+    assert await store.get_user("default", "acme") is None
 
 
 async def test_add_user_returns_every_field(store: Store) -> None:
@@ -298,8 +322,9 @@ async def test_prune(store: Store) -> None:
     user_id = await a_user(store)
     expired, live = a_token(user_id, expires_at=NOW - 10), a_token(user_id)
     await store.add_tokens([expired, live])
-    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW - 1000, 5)
-    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW, 5)
+    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW - 1000, (5, 5),
+                                     allow([]))
+    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW, (5, 5), allow([]))
     await store.add_first_key(a_key("old"))
     await store.rotate_keys("default", [a_key("new")], NOW)
     await store.revoke(Revocation(Scope.TOKEN, live.jti, "logout", user_id), NOW - 500)
@@ -319,21 +344,44 @@ async def test_prune(store: Store) -> None:
 async def test_the_first_key_is_made_once_whoever_races(store: Store) -> None:
     kept = await asyncio.gather(*(store.add_first_key(a_key(f"k{i}")) for i in range(8)))
     assert len({key.kid for key in kept}) == 1
-    active = await store.active_key("default", "RSA")
+    active = await store.active_key("default", "RS256")
     assert active is not None and active.kid == kept[0].kid
     assert len(await store.list_keys("default")) == 1
-    assert await store.active_key("default", "EC-P256") is None
+    assert await store.active_key("default", "RS384") is None
+    assert await store.active_key("default", "ES256") is None
+
+
+async def test_each_algorithm_has_its_own_active_key(store: Store) -> None:
+    for algorithm in ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256"):
+        kept = await store.add_first_key(a_key(algorithm.lower(), algorithm))
+        assert kept.kid == algorithm.lower()
+    for algorithm in ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256"):
+        active = await store.active_key("default", algorithm)
+        assert active is not None and active.algorithm == algorithm
+        assert active.verifies(algorithm) and active.legacy_algorithms == ()
+    rs384 = await store.get_key("rs384")
+    assert rs384 is not None and not rs384.verifies("RS256")
+
+
+async def test_legacy_algorithms_round_trip(store: Store) -> None:
+    stored = await store.add_first_key(KeyRecord(
+        kid="old", tenant="default", algorithm="RS256", private_key="pem", public_jwk=None,
+        created_at=NOW, legacy_algorithms=("RS384", "RS512")))
+    assert stored.kid == "old"
+    key = await store.get_key("old")
+    assert key is not None and key.legacy_algorithms == ("RS384", "RS512")
+    assert key.verifies("RS512") and not key.verifies("ES256")
 
 
 async def test_rotate_keys_retires_and_logs(store: Store) -> None:
     await store.add_first_key(a_key("a"))
-    await store.add_first_key(a_key("h", "HMAC"))
+    await store.add_first_key(a_key("h", "HS256"))
     start = await store.last_change()
-    retired = await store.rotate_keys("default", [a_key("b"), a_key("i", "HMAC")], NOW + 5)
+    retired = await store.rotate_keys("default", [a_key("b"), a_key("i", "HS256")], NOW + 5)
     assert sorted(retired) == ["a", "h"]
     old = await store.get_key("a")
     assert old is not None and old.retired_at == NOW + 5
-    active = await store.active_key("default", "RSA")
+    active = await store.active_key("default", "RS256")
     assert active is not None and active.kid == "b"
     assert [k.kid for k in await store.list_keys("default")] == ["a", "b", "h", "i"]
     changes, _ = await store.changes_since(start)
@@ -352,21 +400,136 @@ async def test_concurrent_rotations_leave_one_active_key(store: Store) -> None:
 # Login regulation
 
 
+def allow(seen: list[tuple[int, int]]) -> Callable[[list[float], list[float]], float]:
+    """A ``ban`` that bans nothing and notes how many failures each attempt saw."""
+
+    def ban(by_account: list[float], by_address: list[float]) -> float:
+        assert by_account == sorted(by_account, reverse=True)
+        seen.append((len(by_account), len(by_address)))
+        return 0.0
+
+    return ban
+
+
 async def test_concurrent_login_attempts_see_each_other(store: Store) -> None:
+    seen: list[tuple[int, int]] = []
     results = await asyncio.gather(*(
-        store.record_login_attempt("default", "alice", f"10.0.0.{i}", NOW + i, 50)
+        store.record_login_attempt("default", "alice", f"10.0.0.{i}", NOW + i, (50, 50),
+                                   allow(seen))
         for i in range(12)))
+    assert results == [0.0] * 12
     # Each attempt saw every attempt recorded before it: 0, 1, …, 11 earlier failures.
-    assert sorted(len(by_account) for by_account, _ in results) == list(range(12))
-    by_account, by_address = await store.record_login_attempt(
-        "default", "alice", "10.0.0.1", NOW + 100, 5)
-    assert len(by_account) == 5 and by_account == sorted(by_account, reverse=True)
-    assert by_address == [NOW + 1]
+    assert sorted(account for account, _ in seen) == list(range(12))
+    seen.clear()
+    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW + 100, (5, 5),
+                                     allow(seen))
+    assert seen == [(5, 1)]
     await store.clear_login_failures("default", "alice")
-    by_account, by_address = await store.record_login_attempt(
-        "default", "alice", "10.0.0.1", NOW + 200, 5)
-    assert by_account == [] and by_address == []
+    seen.clear()
+    await store.record_login_attempt("default", "alice", "10.0.0.1", NOW + 200, (5, 5),
+                                     allow(seen))
+    assert seen == [(0, 0)]
+
+
+async def test_a_banned_login_attempt_is_not_recorded(store: Store) -> None:
+    def banned(by_account: list[float], by_address: list[float]) -> float:
+        return 42.0
+
+    for i in range(3):
+        assert await store.record_login_attempt("default", "bob", "10.0.0.9", NOW + i, (5, 5),
+                                                banned) == 42.0
+    seen: list[tuple[int, int]] = []
+    await store.record_login_attempt("default", "bob", "10.0.0.9", NOW + 10, (5, 5), allow(seen))
+    assert seen == [(0, 0)]
 
 
 async def test_ping(store: Store) -> None:
     await store.ping()
+
+
+# Roles, live tokens and the audit trail
+
+
+async def test_role_change_is_logged(store: Store) -> None:
+    user_id = await a_user(store)
+    start = await store.last_change()
+    await store.set_role(user_id, Role.ADMIN, NOW + 1)
+    user = await store.get_user("default", "alice")
+    assert user is not None and user.role == Role.ADMIN and user.updated_at == NOW + 1
+    changes, _ = await store.changes_since(start)
+    assert [(c.scope, c.subject) for c in changes] == [(Scope.USER_STATE, str(user_id))]
+
+
+async def test_live_user_tokens_are_every_kind_not_ended(store: Store) -> None:
+    user_id = await a_user(store)
+    other_id = await a_user(store, "bob")
+    live = [a_token(user_id, kind, issued_at=NOW + i)
+            for i, kind in enumerate(("session", "access", "refresh", "api"))]
+    revoked, deleted = a_token(user_id), a_token(user_id, "api", description="gone")
+    expired = a_token(user_id, expires_at=NOW - 1)
+    await store.add_tokens([*live, revoked, deleted, expired, a_token(other_id)])
+    await store.revoke(Revocation(Scope.TOKEN, revoked.jti, "logout", user_id), NOW)
+    await store.delete_token(deleted.jti, user_id, NOW)
+    listed = await store.live_user_tokens(user_id, NOW)
+    assert [t.jti for t in listed] == [t.jti for t in live]
+
+
+def an_event(action: str, at: float = NOW, tenant: str = "default", **fields: object) -> AuditEvent:
+    return AuditEvent(at=at, tenant=tenant, action=action, **fields)  # type: ignore[arg-type]
+
+
+async def test_audit_events_round_trip_newest_first(store: Store) -> None:
+    await store.add_tenant("acme", NOW)
+    await store.add_audit([
+        an_event("login_failed", NOW, actor="alice", subject="alice", address="192.0.2.1",
+                 request_id="r1"),
+        an_event("user_created", NOW + 1, actor="root", subject="bob",
+                 detail={"role": 2, "roles": ["ROLE_X"]}),
+        an_event("login_succeeded", NOW + 2, actor="bob", subject="bob"),
+        an_event("tenant_added", NOW + 3, tenant="acme", actor="root", subject="acme"),
+    ])
+    listed = await store.list_audit("default")
+    assert [r.event.action for r in listed] == ["login_succeeded", "user_created", "login_failed"]
+    assert listed[0].seq > listed[1].seq > listed[2].seq
+    assert listed[2].event == an_event("login_failed", NOW, actor="alice", subject="alice",
+                                       address="192.0.2.1", request_id="r1")
+    assert listed[1].event.detail == {"role": 2, "roles": ["ROLE_X"]}
+    # By actor or subject, since a time, at most n.
+    assert [r.event.action for r in await store.list_audit("default", user="bob")] == [
+        "login_succeeded", "user_created"]
+    assert [r.event.action for r in await store.list_audit("default", since=NOW + 1)] == [
+        "login_succeeded", "user_created"]
+    assert [r.event.action for r in await store.list_audit("default", limit=1)] == [
+        "login_succeeded"]
+    assert [r.event.action for r in await store.list_audit("acme")] == ["tenant_added"]
+
+
+async def test_audit_events_commit_with_their_change_or_not_at_all(store: Store) -> None:
+    user_id = await a_user(store)
+    token = a_token(user_id)
+    await store.add_tokens([token], [an_event("token_issued", detail={"jti": token.jti})])
+    await store.revoke(Revocation(Scope.TOKEN, token.jti, "logout", user_id), NOW,
+                       [an_event("logout")])
+    # Nothing left to revoke, a tenant that exists, a token deleted already: no event.
+    await store.revoke(Revocation(Scope.TOKEN, token.jti, "logout", user_id), NOW,
+                       [an_event("second_logout")])
+    assert await store.add_tenant("default", NOW, [an_event("tenant_added")]) is False
+    assert await store.delete_token(token.jti, user_id, NOW, [an_event("deleted")]) is True
+    assert await store.delete_token(token.jti, user_id, NOW, [an_event("deleted_again")]) is False
+    # A failed write takes its events with it.
+    with pytest.raises(AlreadyExists):
+        await store.add_user(NewUser(tenant="default", username="alice", password_hash="h"), NOW,
+                             [an_event("user_created")])
+    await store.set_password(user_id, "h2", NOW, audit=[an_event("password_changed")])
+    await store.set_disabled(user_id, True, NOW, [an_event("user_disabled")])
+    await store.set_roles(user_id, ("ROLE_X",), NOW, [an_event("user_changed")])
+    await store.set_role(user_id, Role.ADMIN, NOW, [an_event("role_changed")])
+    actions = [r.event.action for r in await store.list_audit("default")]
+    assert actions == ["role_changed", "user_changed", "user_disabled", "password_changed",
+                       "deleted", "logout", "token_issued"]
+
+
+async def test_prune_audit_drops_only_old_events(store: Store) -> None:
+    await store.add_audit([an_event("old", NOW - 100), an_event("kept", NOW)])
+    assert await store.prune_audit(NOW - 50) == 1
+    assert [r.event.action for r in await store.list_audit("default")] == ["kept"]

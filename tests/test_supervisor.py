@@ -227,9 +227,35 @@ async def test_workers_auto_starts_one_worker_per_cpu(tmp_path, setup):
         assert server.stop() == 0, server.output()
 
 
-def test_workers_that_cannot_start_make_the_supervisor_give_up(tmp_path, setup):
+def test_workers_that_keep_dying_make_the_supervisor_give_up(tmp_path, setup):
     config, env = setup
-    # The port is held by a socket without SO_REUSEPORT: no worker can bind it.
+    server = Server(tmp_path, config, env, "--workers", "2")
+    killed: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        # Kill every worker as soon as it exists: more than RESTART_LIMIT exits within
+        # RESTART_WINDOW seconds, as workers that cannot start would make.
+        while server.process.poll() is None and time.monotonic() < deadline:
+            for pid in children(server.process.pid) - killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            time.sleep(0.02)
+        server.process.wait(timeout=15)
+    finally:
+        status = server.stop()
+    output = server.output()
+    assert status == 1, output
+    lines = [line for line in output.splitlines() if line.startswith("gateway: worker ")]
+    started = [int(pid) for pid in re.findall(r"; started (\d+)$", output, re.MULTILINE)]
+    assert len(started) == RESTART_LIMIT, output
+    assert lines[-1].endswith("giving up"), output
+    assert sum(line.endswith("giving up") for line in lines) == 1
+    assert not any(alive(pid) for pid in killed | set(started))
+
+
+def test_a_taken_port_stops_the_supervisor_before_any_worker_starts(tmp_path, setup):
+    config, env = setup
+    # The port is held by a socket without SO_REUSEPORT: no worker could bind it.
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -240,14 +266,8 @@ def test_workers_that_cannot_start_make_the_supervisor_give_up(tmp_path, setup):
             server.process.wait(timeout=60)
         finally:
             status = server.stop()
-    output = server.output()
-    assert status == 1, output
-    lines = [line for line in output.splitlines() if line.startswith("gateway: worker ")]
-    started = [int(pid) for pid in re.findall(r"; started (\d+)$", output, re.MULTILINE)]
-    assert len(started) == RESTART_LIMIT, output
-    assert lines[-1].endswith("giving up"), output
-    assert sum(line.endswith("giving up") for line in lines) == 1
-    assert not any(alive(pid) for pid in started)
+    assert status == 1
+    assert server.output().strip() == f"gateway: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 def test_workers_many_is_a_one_line_config_error() -> None:

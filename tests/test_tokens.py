@@ -1,4 +1,4 @@
-"""gateway.tokens: user JWTs are typed, keyed by kid, and refuse the known attacks (SPEC §6, §7)."""
+"""gateway.tokens: user JWTs are typed, keyed by kid, and refuse the known attacks."""
 
 from __future__ import annotations
 

@@ -13,17 +13,18 @@ name of theirs starts with ``{``).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.appkeys import CLIENT_ADDRESS, CLOCK
+from gateway.appkeys import CLIENT_ADDRESS, CLIENT_ADDRESSES, CLOCK
 from gateway.errors import BadRequest
 from gateway.forms import FormError, decode_php_form
 from gateway.netaddr import address_text
 
-__all__ = ["MULTIPART", "URLENCODED", "address_of", "now", "read_body"]
+__all__ = ["MULTIPART", "URLENCODED", "address_of", "now", "public_origin", "read_body"]
 
 MULTIPART = "multipart/form-data"
 URLENCODED = "application/x-www-form-urlencoded"
@@ -90,6 +91,28 @@ def _encodable(node: object) -> bool:
 def now(request: web.Request) -> float:
     """The application clock (injected by tests)."""
     return request.app[CLOCK]()
+
+
+#: A host as a URL may name it: a name or IPv4 address, or a bracketed IPv6 one; a port.
+_HOST = re.compile(r"(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?\Z")
+
+
+def public_origin(request: web.Request) -> str:
+    """``scheme://host[:port]`` as the client reached the gateway, for absolute URLs.
+
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` count only from a peer in
+    ``server.trusted_proxies``; a host that is no host (a path, userinfo, spaces) becomes
+    ``localhost`` rather than text for a client to follow.
+    """
+    scheme, host = request.scheme, request.host
+    if request.app[CLIENT_ADDRESSES].trusts(request.remote):
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip().lower()
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    if scheme not in ("http", "https"):
+        scheme = request.scheme
+    if not _HOST.match(host):
+        host = "localhost"
+    return f"{scheme}://{host}"
 
 
 def address_of(request: web.Request) -> str:

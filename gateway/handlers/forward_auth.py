@@ -2,9 +2,16 @@
 and Caddy ``forward_auth``.
 
 The original request is read from ``X-Original-URI``/``X-Original-Method`` (nginx) or
-``X-Forwarded-Uri``/``X-Forwarded-Method`` (Traefik, Caddy); its credentials are the
-headers the proxy passes on. 200 carries the identity headers; 401 (with
-``WWW-Authenticate``) and 403 carry a JSON error.
+``X-Forwarded-Uri``/``X-Forwarded-Method`` (Traefik, Caddy), as
+``gateway.forward_auth.headers`` says; its credentials are the headers the proxy passes on.
+200 carries the identity headers; 401 (with ``WWW-Authenticate``) and 403 carry a JSON
+error, and so does every other refusal (``errors.status_for_path``): nginx passes on only
+those. docs/forward-auth.md describes the endpoint.
+
+With the portal on, the portal's cookie counts as a credential, and a browser navigation
+without a (working) one is sent to sign in: Traefik and Caddy pass a 302 on as it is;
+nginx ``auth_request`` passes only a 401, so it gets the 401 with the sign-in URL in
+``Location`` for the README's ``error_page 401 = @portal`` block.
 """
 
 from __future__ import annotations
@@ -14,38 +21,70 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
 
-from gateway.appkeys import CREDENTIALS
-from gateway.errors import BadRequest
+from gateway.appkeys import CONFIG, CREDENTIALS
+from gateway.errors import ConflictingForwardHeaders, Unauthenticated
 from gateway.identity.credentials import parse_credentials
+from gateway.portal.browsers import navigation_sign_in, take_cookie
 from gateway.proxy.decision import authorize
 
 __all__ = ["forward_auth"]
 
 
-def _original(headers: CIMultiDictProxy[str], nginx: str, forwarded: str) -> str | None:
-    """The value of the nginx header or of the Traefik/Caddy one; both and different is a 400.
+#: Where the original request's URI and method are read, by ``gateway.forward_auth.headers``:
+#: nginx's headers (as the README's snippet sets them), Traefik's and Caddy's, or either.
+_SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "nginx": (("X-Original-URI",), ("X-Original-Method",)),
+    "forwarded": (("X-Forwarded-Uri",), ("X-Forwarded-Method",)),
+    "auto": (("X-Original-URI", "X-Forwarded-Uri"), ("X-Original-Method", "X-Forwarded-Method")),
+}
+
+
+def _original(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str | None:
+    """The one value the headers ``names`` carry; None when none is sent; 403 when they differ.
 
     Each proxy sets its own header and passes the client's others through: nginx forwards a
-    client-sent X-Forwarded-Uri, Traefik a client-sent X-Original-URI. Preferring either
-    would let a client choose the path the rules see, so two disagreeing values are refused.
+    client-sent X-Forwarded-Uri unless its snippet clears it, Traefik and Caddy a client-sent
+    X-Original-URI. Preferring either would let a client choose the path the rules see, so
+    disagreeing values are refused, with a 403 (nginx turns a 400 into a 500).
     """
-    first, second = headers.getall(nginx, ()), headers.getall(forwarded, ())
-    if not second and len(first) == 1:
-        return first[0]  # the common case: one proxy, one header
-    values = {*first, *second}
-    if len(values) > 1:
-        raise BadRequest(f"{nginx} and {forwarded} disagree: only the proxy may set them")
-    return values.pop() if values else None
+    values = [value for name in names for value in headers.getall(name, ())]
+    if not values:
+        return None
+    first = values[0]
+    if any(value != first for value in values):
+        raise ConflictingForwardHeaders(
+            f"{' and '.join(names)} carry different values: only the proxy may set them "
+            "(gateway.forward_auth.headers names which headers it sets)")
+    return first
+
+
+def _original_url(request: web.Request, uri: str) -> str:
+    """The URL the browser asked the proxy for, from X-Forwarded-Proto/-Host and the URI."""
+    headers = request.headers
+    proto = headers.get("X-Forwarded-Proto", "").partition(",")[0].strip().lower()
+    host = headers.get("X-Forwarded-Host", "").partition(",")[0].strip() or request.host
+    return f"{proto if proto in ('http', 'https') else request.scheme}://{host}{uri}"
 
 
 async def forward_auth(request: web.Request) -> web.Response:
     """Answer whether the proxied request may pass, and as whom."""
     headers = request.headers
-    uri = _original(headers, "X-Original-URI", "X-Forwarded-Uri") or "/"
-    method = _original(headers, "X-Original-Method", "X-Forwarded-Method") or request.method
+    source = request.app[CONFIG].gateway.forward_auth.headers
+    uri_headers, method_headers = _SOURCES[source]
+    uri = _original(headers, uri_headers) or "/"
+    method = _original(headers, method_headers) or request.method
     if request[CREDENTIALS] is None:
         # ?access_token=&x_key= ride on the original URL, which the proxy puts in a header.
         original_query = MultiDict(parse_qsl(uri.partition("?")[2], keep_blank_values=True))
         request[CREDENTIALS] = parse_credentials(headers, original_query)
-    identity_headers = await authorize(request, uri=uri, method=method)
+    may_sign_in = take_cookie(request)
+    try:
+        identity_headers = await authorize(request, uri=uri, method=method)
+    except Unauthenticated:
+        location = navigation_sign_in(request, method, _original_url(request, uri)) if may_sign_in else None
+        if location is None:
+            raise
+        if source == "nginx" or (source == "auto" and "X-Original-URI" in headers):
+            raise Unauthenticated(headers={"Location": location}) from None
+        return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
     return web.Response(status=200, headers=identity_headers)

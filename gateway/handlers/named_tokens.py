@@ -1,6 +1,6 @@
 """Seeds 001/002: named personal tokens under ``/api/v1alpha/token``.
 
-Any credential of SPEC §4 works (the seeds use Basic). A user sees only their own tokens:
+Any credential works (the seeds use Basic; docs/named-tokens.md). A user sees only their own tokens:
 another user's id, and a deleted one, is 404. Errors are ``{"message"}`` (``errors.render``).
 """
 
@@ -147,6 +147,6 @@ async def show(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Revoke one named token of the caller; from then on its id is 404."""
     record = await _own_token(request)
-    if not await request.app[TOKENS].delete(record):
+    if not await request.app[TOKENS].delete(record, (await require_identity(request)).user):
         raise NotFound("Token not found")
     return web.json_response({"message": "Token deleted"})

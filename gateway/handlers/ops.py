@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness and the OpenAPI description."""
+"""Operations: liveness, readiness, metrics and the OpenAPI description."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
-from gateway.appkeys import OPENAPI_DOCUMENT, STORE
+from gateway.appkeys import EXPORTER, OPENAPI_DOCUMENT, STORE
 
-__all__ = ["healthz", "openapi", "readyz"]
+__all__ = ["healthz", "metrics", "openapi", "readyz"]
 
 log = logging.getLogger("gateway")
 
@@ -33,3 +33,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 description of every endpoint."""
     return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/yaml")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: this process's metrics, or every worker's with ``--workers``."""
+    body, content_type = request.app[EXPORTER].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -3,7 +3,9 @@
 Requests under an upstream's prefix are decided by ``access.authorize`` and then sent to
 the upstream with their path unchanged, streamed both ways in chunks (a large download
 never sits in memory), through one pooled client session. Hop-by-hop headers are dropped
-both ways, client-sent identity headers are replaced by the gateway's own.
+both ways, client-sent identity headers are replaced by the gateway's own. With the
+portal on, a browser navigation without a (working) session is sent to sign in, and the
+portal's cookies never reach the upstream.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from yarl import URL
 
 from gateway.appkeys import CLIENT_ADDRESS, CONFIG, UPSTREAM_CLIENT
 from gateway.config import GatewayHeaders
-from gateway.errors import BadGateway, GatewayTimeout
+from gateway.errors import BadGateway, GatewayTimeout, Unauthenticated
 from gateway.netaddr import in_networks, parse_address
+from gateway.portal.browsers import navigation_sign_in, take_cookie, without_portal_cookies
 from gateway.proxy.decision import authorize
 
 __all__ = ["CHUNK_SIZE", "proxy_to"]
@@ -59,7 +62,15 @@ def proxy_to(base_url: str, headers: GatewayHeaders) -> Callable[[web.Request],
                                                      headers.token_id)}
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        identity = await authorize(request, uri=request.raw_path, method=request.method)
+        may_sign_in = take_cookie(request)
+        try:
+            identity = await authorize(request, uri=request.raw_path, method=request.method)
+        except Unauthenticated:
+            original = f"{request.scheme}://{request.host}{request.raw_path}"
+            location = navigation_sign_in(request, request.method, original) if may_sign_in else None
+            if location is None:
+                raise
+            return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
         outgoing = _end_to_end(request.headers, frozenset({"host", "content-length"}))
         for name in list(outgoing):
@@ -69,6 +80,12 @@ def proxy_to(base_url: str, headers: GatewayHeaders) -> Callable[[web.Request],
         authorization = request.headers.get("Authorization", "")
         if authorization[:6].lower() == "basic ":
             del outgoing["Authorization"]  # a password goes no further than the gateway
+        portal = request.app[CONFIG].portal
+        if portal.enabled and "Cookie" in outgoing:
+            cookies = without_portal_cookies(portal, outgoing.getall("Cookie"))
+            del outgoing["Cookie"]
+            if cookies:
+                outgoing["Cookie"] = cookies
         outgoing.update(identity)
         client = request[CLIENT_ADDRESS]
         address = str(client) if client is not None else (request.remote or "")

@@ -35,12 +35,14 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.identity.credentials import Identity
+from gateway.metrics import Counts
 from gateway.netaddr import IPNetwork
 from gateway.storage import Change, Scope, Store
 
@@ -79,8 +81,11 @@ class _CachedBasic:
 class IdentityCache:
     """Bounded LRU of verified credentials, kept fresh by the revocation log."""
 
-    def __init__(self, store: Store, *, size: int, basic_ttl: float) -> None:
+    def __init__(self, store: Store, *, size: int, basic_ttl: float,
+                 counts: Counts | None = None) -> None:
         self._store = store
+        #: Hits and misses (counted by the resolver) and revocation lag go to the metrics.
+        self.counts = Counts() if counts is None else counts
         self._feed = store.feed
         self._size = size
         self.basic_ttl = basic_ttl
@@ -127,7 +132,10 @@ class IdentityCache:
 
     def apply(self, changes: Sequence[Change]) -> None:
         """Drop every entry that ``changes`` cover."""
+        now = time.time()  # the wall clock, as the log's ``at`` (revocation lag metric)
         for change in changes:
+            if change.seq > self._applied:
+                self.counts.revocation_applied(now - change.at)
             if change.scope is Scope.TOKEN:
                 self._drop(("jti", change.subject))
             elif change.scope is Scope.FAMILY:

@@ -1,4 +1,4 @@
-"""What a request presents (SPEC §4), read without any check, and the identity it proves.
+"""What a request presents (docs/README.md), read without any check, and the identity it proves.
 
 Credentials are parsed for every request by the identity middleware (cheap, syntactic)
 and resolved only when a handler asks (``authz.authenticate``): a public route never pays
@@ -21,6 +21,7 @@ __all__ = [
     "BEARER_KINDS",
     "REFRESH_KINDS",
     "SESSION_KINDS",
+    "USER_TOKEN_KINDS",
     "VERIFY_KINDS",
     "Credentials",
     "Identity",
@@ -31,12 +32,15 @@ __all__ = [
 
 #: Longest Basic credential or session key we read.
 _MAX_CREDENTIAL_LENGTH = 4096
-#: Kinds that authenticate a request as ``Authorization: Bearer`` (SPEC §4).
+#: Kinds that authenticate a request as ``Authorization: Bearer`` (docs/README.md).
 BEARER_KINDS = frozenset({TokenKind.ACCESS, TokenKind.API})
 SESSION_KINDS = frozenset({TokenKind.SESSION})
 REFRESH_KINDS = frozenset({TokenKind.REFRESH})
 #: What ``POST /api/token/verify/`` accepts, as SimpleJWT does.
 VERIFY_KINDS = frozenset({TokenKind.ACCESS, TokenKind.REFRESH})
+#: What ``POST /introspect`` and ``POST /revoke`` know about: every user token, no media token.
+USER_TOKEN_KINDS = frozenset({TokenKind.ACCESS, TokenKind.REFRESH, TokenKind.SESSION,
+                              TokenKind.API})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,7 @@ def basic_text(raw: bytes) -> str:
 
 
 def parse_credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> Credentials | None:
-    """Read the request's credentials (SPEC §4); None when it carries none."""
+    """Read the request's credentials (docs/README.md); None when it carries none."""
     authorization = headers.get("Authorization")
     x_key = headers.get("X-Key") or query.get("x_key")
     if authorization is not None:

@@ -1,6 +1,6 @@
 """From credentials to an ``Identity``, in named steps: the cache, else decode and the store.
 
-``Resolver.resolve`` is the request path of SPEC §4. A user token goes
+``Resolver.resolve`` turns a request's credentials into who it comes from. A user token goes
 ``cache.sync → cache.token → (miss) decode_user_token → store row and user → live → put``;
 a Basic credential goes ``cache.basic → (miss) PasswordCheck.check → put_basic``. The
 cache and what keeps it correct are described in ``identity.cache``.
@@ -19,6 +19,7 @@ from gateway.identity.cache import CachedToken, IdentityCache
 from gateway.identity.credentials import (
     BEARER_KINDS,
     SESSION_KINDS,
+    USER_TOKEN_KINDS,
     VERIFY_KINDS,
     Credentials,
     Identity,
@@ -73,7 +74,10 @@ class Resolver:
         scheme = credentials.scheme
         if scheme == "basic":
             key = cache.basic_key(tenant, credentials.username, credentials.password)
-            return cache.basic(key, self._clock())
+            identity = cache.basic(key, self._clock())
+            if identity is not None:
+                cache.counts.cache_hits += 1
+            return identity
         if scheme == "bearer":
             kinds, key_text = BEARER_KINDS, None
         elif scheme == "session":
@@ -85,6 +89,7 @@ class Resolver:
             return None
         if not entry.not_before <= self._clock() <= entry.expires:
             return None
+        cache.counts.cache_hits += 1
         return self._accept(entry, kinds, key_text, tenant)
 
     async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:
@@ -129,6 +134,18 @@ class Resolver:
         if (await self._entry(token, VERIFY_KINDS)).tenant != tenant:
             raise InvalidToken()
 
+    async def introspect(self, token: object, tenant: str) -> Identity | None:
+        """The owner and row of ``token`` when it is a live user token of ``tenant`` (access,
+        refresh, session or named), else None: expired, revoked, malformed, a media token,
+        another tenant's. A bad token is an answer here, never an error (RFC 7662)."""
+        if not isinstance(token, str):
+            return None
+        try:
+            entry = await self._entry(token, USER_TOKEN_KINDS)
+        except InvalidToken:
+            return None
+        return entry.identity if entry.tenant == tenant else None
+
     async def _entry(self, token: str, kinds: frozenset[TokenKind]) -> CachedToken:
         cache = self.cache
         epoch = await cache.sync()
@@ -136,9 +153,11 @@ class Resolver:
         entry = cache.token(token) if epoch is not None else None
         if entry is not None:
             if entry.kind in kinds and entry.not_before <= now <= entry.expires:
+                cache.counts.cache_hits += 1
                 return entry
             if now > entry.expires:
                 cache.forget(token)
+        cache.counts.cache_misses += 1
         claims = decode_user_token(self._keyring, token, kinds=kinds, issuer=self._issuer,
                                    now=now, leeway=self._leeway)
         record, user = live(claims, await self._store.get_token_and_user(claims["jti"]))
@@ -167,6 +186,7 @@ class Resolver:
         key = cache.basic_key(tenant, credentials.username, credentials.password)
         identity = cache.basic(key, now) if epoch is not None else None
         if identity is not None:
+            cache.counts.cache_hits += 1
             return identity
         while (running := self._checks.get(key)) is not None:
             try:
@@ -176,6 +196,7 @@ class Resolver:
                     raise  # this request was cancelled, not the check it waited for
         check: asyncio.Future[Identity] = asyncio.get_running_loop().create_future()
         self._checks[key] = check
+        cache.counts.cache_misses += 1
         try:
             try:
                 user = await self._logins.check(tenant, credentials.username,

@@ -1,8 +1,10 @@
-"""Tenant signing keys of media tokens: new key material, and key objects built once.
+"""Tenant signing keys: new key material, and key objects built once.
 
-Each tenant gets, on first need, an RSA 2048 key (RS256/384/512), EC P-256 (ES256), EC
-P-384 (ES384) and an HMAC secret (HS256), kept in the store; python-jose key objects are
-built from them once per (kid, algorithm) and reused (SPEC §7).
+A key signs with exactly one algorithm (RFC 8725 §3.1): each tenant gets, on first need,
+an RSA 2048 key for each of RS256, RS384 and RS512, an EC P-256 key for ES256, an EC
+P-384 key for ES384 and an HMAC secret for HS256, kept in the store. python-jose key
+objects are built from them once per (kid, algorithm) and reused: handing PEM text to
+python-jose re-parses it on every call.
 """
 
 from __future__ import annotations
@@ -15,60 +17,77 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk
 
-__all__ = ["FAMILY_OF", "MediaKeyCache", "generate_key"]
+from gateway.storage import KeyRecord
 
-#: Which kind of key signs each media algorithm (one RSA key serves RS256/384/512).
-FAMILY_OF = {
+__all__ = ["KEY_TYPE_OF", "MediaKeyCache", "generate_key", "public_jwk"]
+
+#: The kind of key material each algorithm signs with.
+KEY_TYPE_OF = {
     "RS256": "RSA", "RS384": "RSA", "RS512": "RSA",
-    "ES256": "EC-P256", "ES384": "EC-P384",
-    "HS256": "HMAC",
+    "ES256": "EC", "ES384": "EC",
+    "HS256": "oct",
+}
+_CURVES: dict[str, tuple[ec.EllipticCurve, str, int]] = {
+    "ES256": (ec.SECP256R1(), "P-256", 32),
+    "ES384": (ec.SECP384R1(), "P-384", 48),
 }
 RSA_BITS = 2048
 HMAC_BYTES = 32
 
 
-def _b64url(number: int) -> str:
-    raw = number.to_bytes((number.bit_length() + 7) // 8 or 1, "big")
+def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def generate_key(family: str, kid: str) -> tuple[str, str | None]:
-    """New key material of ``family``: (private text, public JWK JSON or None for HMAC).
+def _b64url_int(number: int, size: int | None = None) -> str:
+    return _b64url(number.to_bytes(size or (number.bit_length() + 7) // 8 or 1, "big"))
 
-    RSA 2048 and EC keys are PKCS#8 PEM; HMAC secrets are 32 random bytes, base64url.
-    Slow for RSA (tens of milliseconds): callers run it off the event loop.
+
+def generate_key(algorithm: str, kid: str) -> tuple[str, str | None]:
+    """New key material for ``algorithm``: (private text, public JWK JSON or None for HMAC).
+
+    RSA 2048 and EC keys are PKCS#8 PEM; HMAC secrets are 32 random bytes, base64url. The
+    JWK names its ``kid``, ``alg`` and ``use``. Slow for RSA (tens of milliseconds):
+    callers run it off the event loop.
     """
-    if family == "HMAC":
-        secret = base64.urlsafe_b64encode(secrets.token_bytes(HMAC_BYTES)).decode("ascii")
-        return secret, None
+    key_type = KEY_TYPE_OF.get(algorithm)
+    if key_type == "oct":
+        return base64.urlsafe_b64encode(secrets.token_bytes(HMAC_BYTES)).decode("ascii"), None
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     public: dict[str, str]
-    if family == "RSA":
+    if key_type == "RSA":
         private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
         numbers = private.public_key().public_numbers()
-        public = {"kty": "RSA", "n": _b64url(numbers.n), "e": _b64url(numbers.e)}
-    elif family in ("EC-P256", "EC-P384"):
-        curve: ec.EllipticCurve = ec.SECP256R1() if family == "EC-P256" else ec.SECP384R1()
-        size = 32 if family == "EC-P256" else 48
+        public = {"kty": "RSA", "n": _b64url_int(numbers.n), "e": _b64url_int(numbers.e)}
+    elif key_type == "EC":
+        curve, curve_name, size = _CURVES[algorithm]
         private = ec.generate_private_key(curve)
         point = private.public_key().public_numbers()
-        public = {
-            "kty": "EC", "crv": "P-256" if family == "EC-P256" else "P-384",
-            "alg": "ES256" if family == "EC-P256" else "ES384",
-            "x": base64.urlsafe_b64encode(point.x.to_bytes(size, "big")).rstrip(b"=").decode(),
-            "y": base64.urlsafe_b64encode(point.y.to_bytes(size, "big")).rstrip(b"=").decode(),
-        }
+        public = {"kty": "EC", "crv": curve_name,
+                  "x": _b64url_int(point.x, size), "y": _b64url_int(point.y, size)}
     else:
-        raise ValueError(f"unknown key family {family!r}")
+        raise ValueError(f"unknown algorithm {algorithm!r}")
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
-    return pem, json.dumps({**public, "kid": kid, "use": "sig"})
+    return pem, json.dumps({**public, "kid": kid, "alg": algorithm, "use": "sig"})
+
+
+def public_jwk(record: KeyRecord) -> dict[str, str] | None:
+    """The JWK a key is published as, or None for an HMAC secret (never published).
+
+    ``kid``, ``alg`` and ``use`` come from the record, so keys stored before keys had one
+    algorithm (whose JWK had no ``alg``) are published like every other.
+    """
+    if record.public_jwk is None:
+        return None
+    document: dict[str, str] = json.loads(record.public_jwk)
+    return {**document, "kid": record.kid, "alg": record.algorithm, "use": "sig"}
 
 
 class MediaKeyCache:
-    """One python-jose key object per (kid, algorithm), built once (SPEC §7).
+    """One python-jose key object per (kid, algorithm), built once.
 
     Building a key object parses the PEM (milliseconds for RSA); signing with a prepared
     one costs a fraction of that. Keys never change under their kid, so entries never
@@ -78,26 +97,27 @@ class MediaKeyCache:
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], tuple[object, object]] = {}
 
-    def _pair(self, kid: str, algorithm: str, family: str, private_text: str) -> tuple[object, object]:
-        cache_key = (kid, algorithm)
+    def _pair(self, record: KeyRecord, algorithm: str) -> tuple[object, object]:
+        cache_key = (record.kid, algorithm)
         pair = self._keys.get(cache_key)
         if pair is None:
-            if FAMILY_OF.get(algorithm) != family:
-                raise ValueError(f"{algorithm} cannot use a {family} key")
-            if family == "HMAC":
-                secret = jwk.construct(base64.urlsafe_b64decode(private_text.encode("ascii")),
+            if KEY_TYPE_OF.get(algorithm) == "oct":
+                secret = jwk.construct(base64.urlsafe_b64decode(record.private_key.encode("ascii")),
                                        algorithm)
                 pair = (secret, secret)
             else:
-                private = jwk.construct(private_text, algorithm)
+                private = jwk.construct(record.private_key, algorithm)
                 pair = (private, private.public_key())
             self._keys[cache_key] = pair
         return pair
 
-    def signing(self, kid: str, algorithm: str, family: str, private_text: str) -> object:
-        """The key object that signs with ``kid`` and ``algorithm``, built on first use."""
-        return self._pair(kid, algorithm, family, private_text)[0]
+    def signing(self, record: KeyRecord) -> object:
+        """The key object that signs with ``record`` (always with its one algorithm)."""
+        return self._pair(record, record.algorithm)[0]
 
-    def verifying(self, kid: str, algorithm: str, family: str, private_text: str) -> object:
-        """The key object that verifies: the public half for RSA/EC, the secret for HMAC."""
-        return self._pair(kid, algorithm, family, private_text)[1]
+    def verifying(self, record: KeyRecord, algorithm: str) -> object | None:
+        """The key object that verifies ``algorithm`` with ``record`` (the public half for
+        RSA/EC, the secret for HMAC), or None when the key does not verify that algorithm."""
+        if not record.verifies(algorithm):
+            return None
+        return self._pair(record, algorithm)[1]

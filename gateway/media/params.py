@@ -3,7 +3,7 @@
 ``parse_request`` turns a decoded body (JSON, or PHP-bracket form via ``forms``) plus the
 tenant's defaults into ``MediaTokenRequest``, raising ``BadRequest`` that names the field.
 ``build_claims`` makes the token's claims; ``MediaService.check`` (``media.service``)
-enforces them at use, in SPEC §5.4's order.
+enforces them at use, in the order docs/media-tokens.md gives.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def parse_request(body: Mapping[str, Any], defaults: Mapping[str, Any],
 
 def build_claims(request: MediaTokenRequest, *, jti: str, tenant: str, issuer: str,
                  issued_at: int) -> dict[str, Any]:
-    """The claims of a media token (SPEC §5.4): nbf = iat + start, exp = iat + expire."""
+    """The claims of a media token (docs/media-tokens.md): nbf = iat + start, exp = iat + expire."""
     user: dict[str, Any] = {}
     if request.username is not None:
         user["username"] = request.username

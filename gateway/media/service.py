@@ -1,7 +1,7 @@
 """Media tokens at run time: tenant keys on first need, issuing, and the one check.
 
 ``MediaService.check`` is the single enforcement function for a media token, used by
-``POST /token/check`` and by the reverse-proxy paths. It applies SPEC §5.4 in order:
+``POST /token/check`` and by the reverse-proxy paths. It applies, in order (docs/media-tokens.md):
 signature with an allowed algorithm and the key named by ``kid`` within the token's
 tenant; ``nbf``/``exp`` with ``tokens.leeway``; client address in ``rangeip``; media id;
 user or roles; the request's tenant; and one-time use, consumed atomically in SQLite so
@@ -11,7 +11,6 @@ exactly one use succeeds across every worker process.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,8 +36,9 @@ from gateway.errors import (
 )
 from gateway.identity.cache import CachedMedia, IdentityCache
 from gateway.identity.credentials import Identity
-from gateway.media.keys import FAMILY_OF, MediaKeyCache, generate_key
+from gateway.media.keys import MediaKeyCache, generate_key, public_jwk
 from gateway.media.params import MediaTokenRequest, address_allowed, build_claims, parse_ranges
+from gateway.metrics import Counts
 from gateway.netaddr import IPAddress
 from gateway.storage import AlreadyExists, KeyRecord, NewToken, Store
 from gateway.tokens.claims import TokenKind, checked_header, decode_with
@@ -76,14 +76,15 @@ class MediaService:
     """Issues and checks media tokens with per-tenant keys kept in the store."""
 
     def __init__(self, config: Config, store: Store, clock: Callable[[], float],
-                 cache: IdentityCache | None = None) -> None:
+                 cache: IdentityCache | None = None, *, counts: Counts | None = None) -> None:
         self._config = config
+        self._counts = Counts() if counts is None else counts
         self._store = store
         self._clock = clock
         self._cache = cache
         self._key_objects = MediaKeyCache()
         self._records: dict[str, KeyRecord] = {}
-        # RSA/EC signing of a burst runs here, not on the event loop (SPEC §6).
+        # RSA/EC signing of a burst runs here, not on the event loop.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-sign")
 
     def close(self) -> None:
@@ -91,13 +92,14 @@ class MediaService:
 
     # Keys
 
-    async def new_key(self, tenant: str, family: str) -> KeyRecord:
-        """Fresh key material for ``tenant`` (generated off the event loop), not yet stored."""
-        kid = f"{tenant}-{family.lower()}-{secrets.token_hex(6)}"
+    async def new_key(self, tenant: str, algorithm: str) -> KeyRecord:
+        """A fresh key of ``algorithm`` for ``tenant`` (generated off the event loop), not
+        yet stored."""
+        kid = f"{tenant}-{algorithm.lower()}-{secrets.token_hex(6)}"
         private, public = await asyncio.get_running_loop().run_in_executor(
-            self._pool, generate_key, family, kid
+            self._pool, generate_key, algorithm, kid
         )
-        return KeyRecord(kid=kid, tenant=tenant, family=family, private_key=private,
+        return KeyRecord(kid=kid, tenant=tenant, algorithm=algorithm, private_key=private,
                          public_jwk=public, created_at=self._clock())
 
     async def signing_key(self, tenant: str, algorithm: str) -> tuple[KeyRecord, object]:
@@ -106,12 +108,11 @@ class MediaService:
         The active kid is read from the store on every issue, so a rotation by another
         process (or the CLI) takes effect for the very next token.
         """
-        family = FAMILY_OF[algorithm]
-        record = await self._store.active_key(tenant, family)
+        record = await self._store.active_key(tenant, algorithm)
         if record is None:
-            record = await self._store.add_first_key(await self.new_key(tenant, family))
+            record = await self._store.add_first_key(await self.new_key(tenant, algorithm))
         self._records[record.kid] = record
-        return record, self._key_objects.signing(record.kid, algorithm, family, record.private_key)
+        return record, self._key_objects.signing(record)
 
     async def _verification_key(self, kid: object, algorithm: str) -> tuple[KeyRecord, object] | None:
         if not isinstance(kid, str) or not kid or len(kid) > 200:
@@ -122,9 +123,8 @@ class MediaService:
             if record is None:
                 return None
             self._records[kid] = record
-        if FAMILY_OF.get(algorithm) != record.family:
-            return None
-        return record, self._key_objects.verifying(kid, algorithm, record.family, record.private_key)
+        key_object = self._key_objects.verifying(record, algorithm)
+        return None if key_object is None else (record, key_object)
 
     # Issuing
 
@@ -143,6 +143,7 @@ class MediaService:
             )])
         except AlreadyExists:
             raise BadRequest(f"kid {request.kid!r} is already registered in this tenant") from None
+        self._counts.token_issued(TokenKind.MEDIA.value)
         token: str = await asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: jwt.encode(claims, key, algorithm=request.algorithm,
                                            headers={"kid": record.kid}),
@@ -218,18 +219,17 @@ class MediaService:
     # Publishing
 
     async def jwks(self, tenant: str) -> dict[str, Any]:
-        """The tenant's public keys, active and retired (HMAC secrets are never published)."""
-        keys = [json.loads(record.public_jwk) for record in await self._store.list_keys(tenant)
-                if record.public_jwk is not None]
-        return {"keys": keys}
+        """The tenant's public keys, active and retired, each with ``kid``, ``alg`` and
+        ``use`` (HMAC secrets are never published)."""
+        published = (public_jwk(record) for record in await self._store.list_keys(tenant))
+        return {"keys": [key for key in published if key is not None]}
 
     async def rotate(self, tenant: str) -> tuple[list[str], list[str]]:
-        """New keys for every kind the tenant has; the old ones verify until pruned.
-
-        Returns (retired kids, new kids).
+        """A new key for every algorithm the tenant has a key of; the old ones verify until
+        pruned. Returns (retired kids, new kids).
         """
-        families = sorted({record.family for record in await self._store.list_keys(tenant)
-                           if record.retired_at is None})
-        new_keys = [await self.new_key(tenant, family) for family in families]
+        algorithms = sorted({record.algorithm for record in await self._store.list_keys(tenant)
+                             if record.retired_at is None})
+        new_keys = [await self.new_key(tenant, algorithm) for algorithm in algorithms]
         retired = await self._store.rotate_keys(tenant, new_keys, self._clock())
         return retired, [key.kid for key in new_keys]

@@ -1,1 +1,1 @@
-"""The reverse-proxy gateway: access rules and the forward-auth decision (SPEC §5.5)."""
+"""The reverse-proxy gateway: access rules and the forward-auth decision (docs/forward-auth.md)."""

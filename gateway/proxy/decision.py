@@ -1,4 +1,4 @@
-"""The reverse-proxy decision: may this request pass, and as whom? (SPEC §5.5)
+"""The reverse-proxy decision: may this request pass, and as whom? (docs/forward-auth.md)
 
 One function, ``authorize``, for ``/auth`` (nginx, Traefik, Caddy) and the built-in proxy:
 the first matching ``gateway.rules`` entry (or ``gateway.default_policy``) decides; URLs

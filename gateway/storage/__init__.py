@@ -2,6 +2,8 @@
 
 from gateway.storage.base import (
     AlreadyExists,
+    AuditEvent,
+    AuditRecord,
     Change,
     KeyRecord,
     NewToken,
@@ -22,6 +24,8 @@ from gateway.storage.sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
     "AlreadyExists",
+    "AuditEvent",
+    "AuditRecord",
     "Change",
     "ChangeFeed",
     "KeyRecord",

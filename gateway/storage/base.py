@@ -9,14 +9,16 @@ so tests drive them with an injected clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.storage.changes import ChangeFeed
 
 __all__ = [
     "AlreadyExists",
+    "AuditEvent",
+    "AuditRecord",
     "Change",
     "KeyRecord",
     "NewToken",
@@ -99,15 +101,26 @@ class NewToken:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """A tenant's signing key. ``family`` is RSA, EC-P256, EC-P384 or HMAC."""
+    """A tenant's signing key, used with exactly one ``algorithm`` (RS256, RS384, RS512,
+    ES256, ES384 or HS256).
+
+    ``legacy_algorithms``: the other algorithms a key made before keys had one algorithm
+    (one RSA key served RS256, RS384 and RS512) signed tokens with; they verify with it
+    until they expire. Empty for every key made since.
+    """
 
     kid: str
     tenant: str
-    family: str
+    algorithm: str
     private_key: str
     public_jwk: str | None
     created_at: float
     retired_at: float | None = None
+    legacy_algorithms: tuple[str, ...] = ()
+
+    def verifies(self, algorithm: str) -> bool:
+        """True when a token whose header names ``algorithm`` may be checked with this key."""
+        return algorithm == self.algorithm or algorithm in self.legacy_algorithms
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +172,37 @@ class Change:
     scope: Scope
     subject: str
     user_id: int | None
+    #: When it was made (epoch seconds of the process that made it).
+    at: float = 0.0
+
+
+#: A value of an audit event's ``detail``: names, kinds, jtis, reasons, counts.
+DetailValue = str | int | float | bool | None | list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One security event for the append-only audit trail (``gateway.audit`` names them).
+
+    Never a password, token or key: ``detail`` holds names, kinds, jtis, reasons, counts.
+    """
+
+    at: float
+    tenant: str
+    action: str
+    actor: str | None = None
+    subject: str | None = None
+    address: str | None = None
+    request_id: str | None = None
+    detail: Mapping[str, DetailValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored ``AuditEvent`` and its place in the trail (``seq`` grows with each event)."""
+
+    seq: int
+    event: AuditEvent
 
 
 class Store(Protocol):
@@ -177,8 +221,9 @@ class Store(Protocol):
     async def tenant_exists(self, tenant: str) -> bool:
         """True when ``tenant`` exists."""
 
-    async def add_tenant(self, tenant: str, now: float) -> bool:
-        """Create ``tenant``; False when it already existed."""
+    async def add_tenant(self, tenant: str, now: float,
+                         audit: Sequence[AuditEvent] = ()) -> bool:
+        """Create ``tenant``; False when it already existed (and ``audit`` is not written)."""
 
     async def list_tenants(self) -> list[str]:
         """Every tenant id, sorted."""
@@ -190,11 +235,17 @@ class Store(Protocol):
     async def has_root(self) -> bool:
         """True when a root user (``Role.ROOT``) exists, enabled or not."""
 
-    async def add_user(self, user: NewUser, now: float) -> User:
-        """Create a user in an existing tenant."""
+    async def add_user(self, user: NewUser, now: float,
+                       audit: Sequence[AuditEvent] = ()) -> User:
+        """Create a user in an existing tenant (the caller has normalised the username).
+
+        AlreadyExists when a user of the tenant has the same username key
+        (``usernames.username_key``: ``Admin`` beside ``admin``) or the same email.
+        """
 
     async def get_user(self, tenant: str, username: str) -> User | None:
-        """The user named ``username`` in ``tenant``."""
+        """The user of ``tenant`` whose username has the key of ``username`` (any case or
+        compatibility spelling of the name)."""
 
     async def get_user_by_email(self, tenant: str, email: str) -> User | None:
         """The user whose email is ``email`` (case-insensitive) in ``tenant``."""
@@ -203,33 +254,49 @@ class Store(Protocol):
         """The users of ``tenant``, by username."""
 
     async def set_password(self, user_id: int, password_hash: str, now: float,
-                           *, revoke_tokens: bool = True) -> int:
+                           *, revoke_tokens: bool = True,
+                           audit: Sequence[AuditEvent] = ()) -> int:
         """Store a new hash; by default revoke every live token of the user. Returns revoked."""
 
-    async def set_disabled(self, user_id: int, disabled: bool, now: float) -> int:
+    async def set_disabled(self, user_id: int, disabled: bool, now: float,
+                           audit: Sequence[AuditEvent] = ()) -> int:
         """Disable (revoking every live token) or enable a user. Returns tokens revoked."""
 
-    async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float) -> None:
+    async def set_roles(self, user_id: int, roles: tuple[str, ...], now: float,
+                        audit: Sequence[AuditEvent] = ()) -> None:
         """Replace the user's role strings (cached identities of the user are dropped)."""
 
+    async def set_role(self, user_id: int, role: Role, now: float,
+                       audit: Sequence[AuditEvent] = ()) -> None:
+        """Change the user's ``role`` (cached identities of the user are dropped)."""
+
     # Tokens
-    async def add_tokens(self, tokens: Sequence[NewToken]) -> None:
+    async def add_tokens(self, tokens: Sequence[NewToken],
+                         audit: Sequence[AuditEvent] = ()) -> None:
         """Record newly issued tokens, all or none."""
 
     async def list_user_tokens(self, user_id: int, kind: str, *, limit: int | None = None,
                                offset: int = 0) -> list[TokenRecord]:
         """The user's tokens of ``kind`` that are not deleted, oldest first."""
 
-    async def delete_token(self, jti: str, user_id: int, now: float) -> bool:
-        """Revoke and hide a token (named tokens: 404 from then on); False when already gone."""
+    async def live_user_tokens(self, user_id: int, now: float) -> list[TokenRecord]:
+        """The user's tokens of every kind that are neither revoked, deleted nor expired at
+        ``now``, oldest first."""
 
-    async def revoke(self, revocation: Revocation, now: float) -> int:
+    async def delete_token(self, jti: str, user_id: int, now: float,
+                           audit: Sequence[AuditEvent] = ()) -> bool:
+        """Revoke and hide a token (named tokens: 404 from then on); False when already gone
+        (and ``audit`` is not written)."""
+
+    async def revoke(self, revocation: Revocation, now: float,
+                     audit: Sequence[AuditEvent] = ()) -> int:
         """Revoke what ``revocation`` names and log it, in one transaction: the one seam.
 
         Every change that can invalidate a live token or a cached identity (this method,
         and the user, key and rotation methods that change more than tokens) writes its
         ``Change`` to the revocation log in the transaction that makes it, and tells the
-        change feed after the commit. Returns how many token rows were revoked.
+        change feed after the commit. Returns how many token rows were revoked. ``audit`` is
+        written with it, unless a token or family revocation found nothing live.
         """
 
     async def changes_since(self, seq: int) -> tuple[list[Change], int]:
@@ -240,10 +307,10 @@ class Store(Protocol):
         """The newest seq in the revocation log (0 when empty)."""
 
     async def rotate_refresh(self, old_jti: str, new_tokens: Sequence[NewToken], now: float,
-                             *, revoke_old: bool) -> bool:
+                             *, revoke_old: bool, audit: Sequence[AuditEvent] = ()) -> bool:
         """Mark a refresh token used and record its successors, atomically.
 
-        False (and nothing recorded) when the old token was already used or revoked: the
+        False (and nothing recorded, ``audit`` neither) when the old token was already used or revoked: the
         caller treats that as reuse.
         """
 
@@ -266,29 +333,45 @@ class Store(Protocol):
     async def get_key(self, kid: str) -> KeyRecord | None:
         """The key named ``kid``, active or retired."""
 
-    async def active_key(self, tenant: str, family: str) -> KeyRecord | None:
-        """The newest unretired key of ``family`` in ``tenant``."""
+    async def active_key(self, tenant: str, algorithm: str) -> KeyRecord | None:
+        """The unretired key of ``algorithm`` in ``tenant``."""
 
     async def add_first_key(self, key: KeyRecord) -> KeyRecord:
-        """Store ``key`` unless its tenant already has an active key of its family (then
+        """Store ``key`` unless its tenant already has an active key of its algorithm (then
         return that one): two processes creating the first key agree on one."""
 
     async def rotate_keys(self, tenant: str, new_keys: Sequence[KeyRecord], now: float) -> list[str]:
-        """Retire the active key of each new key's family and store the new keys, at once.
-        Returns the retired kids."""
+        """Retire the active key of each new key's algorithm and store the new keys, at
+        once. Returns the retired kids."""
 
     async def list_keys(self, tenant: str) -> list[KeyRecord]:
         """Every key of ``tenant``, oldest first."""
 
     # Login regulation
-    async def record_login_attempt(self, tenant: str, account: str, address: str, now: float,
-                                   limit: int) -> tuple[list[float], list[float]]:
-        """Count a login attempt as a failure until it succeeds, atomically.
+    async def record_login_attempt(
+        self, tenant: str, account: str, address: str, now: float, limits: tuple[int, int],
+        ban: Callable[[list[float], list[float]], float],
+    ) -> float:
+        """Count a login attempt as a failure until it succeeds, unless it is banned.
 
-        Returns the latest ``limit`` earlier failure times of the account and of the
-        address (newest first), read in the same transaction that records this one, so
-        concurrent attempts see each other.
+        Reads the latest ``limits[0]`` failure times of the account and ``limits[1]`` of the
+        address (newest first) and asks ``ban`` for the seconds of ban they leave; when
+        none, records this attempt, in the same transaction (so concurrent attempts see
+        each other). Returns what ``ban`` answered: an attempt during a ban is not counted.
         """
 
     async def clear_login_failures(self, tenant: str, account: str) -> None:
         """Forget an account's failures (after a successful login)."""
+
+    # Audit trail
+    async def add_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append ``events`` to the audit trail (for events no other write carries; the
+        write methods above take an ``audit`` argument, written in their transaction)."""
+
+    async def list_audit(self, tenant: str, *, user: str | None = None,
+                         since: float | None = None, limit: int = 100) -> list[AuditRecord]:
+        """The tenant's events, newest first: at most ``limit``, only those at or after
+        ``since``, only those whose actor or subject is ``user``."""
+
+    async def prune_audit(self, before: float) -> int:
+        """Drop audit events older than ``before``; returns how many."""

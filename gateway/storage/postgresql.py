@@ -229,10 +229,18 @@ class PostgreSQLStore(SQLStore):
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[RawConnection]:
+        acquired = False
         try:
             async with self._pool.acquire(timeout=self._acquire_timeout) as raw:
+                acquired = True
                 yield raw
         except _UNREACHABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL: {_reason(exc)}") from exc
+        except asyncpg.PostgresError as exc:
+            if acquired:
+                raise
+            # The server refused a new pooled connection: too many clients, database not
+            # accepting connections, authentication failed... unreachable, not a bad statement.
             raise StorageUnavailable(f"PostgreSQL: {_reason(exc)}") from exc
 
     def _read(self) -> AsyncContextManager[Connection]:
@@ -300,4 +308,11 @@ async def open_postgresql_store(url: str, *, pool_size: int = 10, acquire_timeou
     except BaseException:
         await pool.close()
         raise
-    return PostgreSQLStore(pool, feed, acquire_timeout=acquire_timeout)
+    store = PostgreSQLStore(pool, feed, acquire_timeout=acquire_timeout)
+    if migrate:
+        try:
+            await store.fill_username_keys()
+        except BaseException:
+            await store.close()
+            raise
+    return store

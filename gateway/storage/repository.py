@@ -7,10 +7,13 @@ the dialect SQLite and PostgreSQL share, run through ``storage.connection.Connec
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.storage.base import (
     AlreadyExists,
+    AuditEvent,
+    AuditRecord,
     Change,
     KeyRecord,
     NewToken,
@@ -76,13 +79,14 @@ async def has_root(conn: Connection) -> bool:
                           (int(Role.ROOT),)) is not None
 
 
-async def insert_user(conn: Connection, user: NewUser, now: float) -> int:
+async def insert_user(conn: Connection, user: NewUser, username_key: str, now: float) -> int:
     try:
         row = await conn.one(
-            "INSERT INTO users (tenant_id, username, email, password_hash, role, roles,"
-            " disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
-            (user.tenant, user.username, user.email, user.password_hash, int(user.role),
-             json.dumps(list(user.roles)), now, now),
+            "INSERT INTO users (tenant_id, username, username_key, email, password_hash, role,"
+            " roles, disabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+            " RETURNING id",
+            (user.tenant, user.username, username_key, user.email, user.password_hash,
+             int(user.role), json.dumps(list(user.roles)), now, now),
         )
     except ConstraintViolation as exc:
         if exc.kind == "foreign_key":
@@ -98,12 +102,34 @@ async def insert_user(conn: Connection, user: NewUser, now: float) -> int:
     return int(row[0])
 
 
-async def user_by_name(conn: Connection, tenant: str, username: str) -> User | None:
+async def user_by_name(conn: Connection, tenant: str, username: str,
+                       username_key: str) -> User | None:
+    # The user whose key matches; the exact name first, for an older row whose key another
+    # user holds (its key is NULL, see migrations/sqlite/0006).
     row = await conn.one(
-        f"SELECT {_USER_COLUMNS} FROM users WHERE tenant_id = ? AND username = ?",  # noqa: S608
-        (tenant, username),
+        f"SELECT {_USER_COLUMNS} FROM users"  # noqa: S608 - constant column list
+        " WHERE tenant_id = ? AND (username_key = ? OR username = ?)"
+        " ORDER BY CASE WHEN username = ? THEN 0 ELSE 1 END LIMIT 1",
+        (tenant, username_key, username, username),
     )
     return None if row is None else _user(row)
+
+
+async def users_without_key(conn: Connection) -> list[tuple[int, str, str]]:
+    rows = await conn.all(
+        "SELECT id, tenant_id, username FROM users WHERE username_key IS NULL ORDER BY id", ()
+    )
+    return [(int(row[0]), row[1], row[2]) for row in rows]
+
+
+async def set_username_key(conn: Connection, user_id: int, tenant: str,
+                           username_key: str) -> bool:
+    """Give a user its key unless another user of the tenant holds it already."""
+    return await conn.run(
+        "UPDATE users SET username_key = ? WHERE id = ? AND NOT EXISTS"
+        " (SELECT 1 FROM users AS other WHERE other.tenant_id = ? AND other.username_key = ?)",
+        (username_key, user_id, tenant, username_key),
+    ) == 1
 
 
 async def user_by_email(conn: Connection, tenant: str, email: str) -> User | None:
@@ -238,13 +264,13 @@ async def revoke(conn: Connection, revocation: Revocation, now: float) -> int:
 
 async def changes_since(conn: Connection, seq: int) -> tuple[list[Change], int]:
     rows = await conn.all(
-        "SELECT seq, scope, subject, user_id FROM revocations WHERE seq > ? ORDER BY seq",
+        "SELECT seq, scope, subject, user_id, at FROM revocations WHERE seq > ? ORDER BY seq",
         (seq,),
     )
     oldest = await conn.one("SELECT COALESCE(MIN(seq), 0) FROM revocations", ())
     assert oldest is not None
-    changes = [Change(seq=row[0], scope=Scope(row[1]), subject=row[2], user_id=row[3])
-               for row in rows]
+    changes = [Change(seq=row[0], scope=Scope(row[1]), subject=row[2], user_id=row[3],
+                      at=row[4]) for row in rows]
     return changes, int(oldest[0])
 
 
@@ -307,11 +333,15 @@ async def delete_unneeded_keys(conn: Connection, now: float) -> int:
 
 # Keys
 
-_KEY_COLUMNS = "kid, tenant_id, algorithm, private_key, public_jwk, created_at, retired_at"
+_KEY_COLUMNS = (
+    "kid, tenant_id, algorithm, private_key, public_jwk, created_at, retired_at, legacy_algorithms"
+)
 
 
 def _key(row: Any) -> KeyRecord:
-    return KeyRecord(*row)
+    return KeyRecord(kid=row[0], tenant=row[1], algorithm=row[2], private_key=row[3],
+                     public_jwk=row[4], created_at=row[5], retired_at=row[6],
+                     legacy_algorithms=tuple((row[7] or "").split()))
 
 
 async def key_by_kid(conn: Connection, kid: str) -> KeyRecord | None:
@@ -319,33 +349,32 @@ async def key_by_kid(conn: Connection, kid: str) -> KeyRecord | None:
     return None if row is None else _key(row)
 
 
-async def active_key(conn: Connection, tenant: str, family: str) -> KeyRecord | None:
+async def active_key(conn: Connection, tenant: str, algorithm: str) -> KeyRecord | None:
     row = await conn.one(
         f"SELECT {_KEY_COLUMNS} FROM keys"  # noqa: S608 - constant column list
-        " WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL"
-        " ORDER BY created_at DESC LIMIT 1",
-        (tenant, family),
+        " WHERE tenant_id = ? AND algorithm = ? AND retired_at IS NULL",
+        (tenant, algorithm),
     )
     return None if row is None else _key(row)
 
 
 async def insert_key(conn: Connection, key: KeyRecord) -> bool:
-    """Store ``key``; False when its tenant has an active key of its family already (the
+    """Store ``key``; False when its tenant has an active key of its algorithm already (the
     schema allows one: ``keys_one_active``)."""
     return await conn.run(
-        f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+        f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
         " ON CONFLICT DO NOTHING",
-        (key.kid, key.tenant, key.family, key.private_key, key.public_jwk, key.created_at,
-         key.retired_at),
+        (key.kid, key.tenant, key.algorithm, key.private_key, key.public_jwk, key.created_at,
+         key.retired_at, " ".join(key.legacy_algorithms) or None),
     ) == 1
 
 
-async def retire_active_keys(conn: Connection, tenant: str, family: str,
+async def retire_active_keys(conn: Connection, tenant: str, algorithm: str,
                              now: float) -> list[str]:
     rows = await conn.all(
         "UPDATE keys SET retired_at = ? WHERE tenant_id = ? AND algorithm = ?"
         " AND retired_at IS NULL RETURNING kid",
-        (now, tenant, family),
+        (now, tenant, algorithm),
     )
     return [row[0] for row in rows]
 
@@ -394,3 +423,59 @@ async def delete_account_failures(conn: Connection, tenant: str, username: str) 
     await conn.run(
         "DELETE FROM login_failures WHERE tenant_id = ? AND username = ?", (tenant, username)
     )
+
+
+async def update_role(conn: Connection, user_id: int, role: Role, now: float) -> None:
+    await conn.run(
+        "UPDATE users SET role = ?, updated_at = ? WHERE id = ?", (int(role), now, user_id),
+    )
+
+
+async def live_user_tokens(conn: Connection, user_id: int, now: float) -> list[TokenRecord]:
+    rows = await conn.all(
+        f"SELECT {_TOKEN_COLUMNS} FROM tokens"  # noqa: S608 - constant column list
+        " WHERE user_id = ? AND revoked_at IS NULL AND deleted_at IS NULL AND expires_at > ?"
+        " ORDER BY issued_at, jti",
+        (user_id, now),
+    )
+    return [_token(row) for row in rows]
+
+
+# Audit trail
+
+_AUDIT_COLUMNS = "at, tenant_id, action, actor, subject, address, request_id, detail"
+
+
+async def insert_audit(conn: Connection, events: Sequence[AuditEvent]) -> None:
+    """Append ``events`` to the trail (nothing when there are none)."""
+    for event in events:
+        await conn.run(
+            f"INSERT INTO audit_events ({_AUDIT_COLUMNS})"  # noqa: S608 - constant column list
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.at, event.tenant, event.action, event.actor, event.subject, event.address,
+             event.request_id, json.dumps(dict(event.detail), separators=(",", ":"))),
+        )
+
+
+async def audit_events(conn: Connection, tenant: str, user: str | None, since: float | None,
+                       limit: int) -> list[AuditRecord]:
+    where: list[str] = ["tenant_id = ?"]
+    params: list[object] = [tenant]
+    if user is not None:
+        where.append("(actor = ? OR subject = ?)")
+        params += [user, user]
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    rows = await conn.all(
+        f"SELECT seq, {_AUDIT_COLUMNS} FROM audit_events"  # noqa: S608 - constant clauses
+        f" WHERE {' AND '.join(where)} ORDER BY at DESC, seq DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [AuditRecord(seq=int(row[0]), event=AuditEvent(
+        at=row[1], tenant=row[2], action=row[3], actor=row[4], subject=row[5], address=row[6],
+        request_id=row[7], detail=json.loads(row[8]))) for row in rows]
+
+
+async def delete_old_audit(conn: Connection, before: float) -> int:
+    return await conn.run("DELETE FROM audit_events WHERE at < ?", (before,))

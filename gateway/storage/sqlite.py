@@ -254,4 +254,11 @@ async def open_sqlite_store(path: Path, *, synchronous: str = "full",
     except BaseException:
         await writer.close()
         raise
-    return SQLiteStore(writer, reader, EpochFile(path.with_name(path.name + ".epoch")))
+    store = SQLiteStore(writer, reader, EpochFile(path.with_name(path.name + ".epoch")))
+    if migrate:
+        try:
+            await store.fill_username_keys()
+        except BaseException:
+            await store.close()
+            raise
+    return store

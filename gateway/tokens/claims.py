@@ -1,6 +1,6 @@
 """User JWTs (session, access, refresh, api): claims, signing and strict verification.
 
-Pure functions over a ``Keyring``; no aiohttp, no storage. Verification follows SPEC §7:
+Pure functions over a ``Keyring``; no aiohttp, no storage. Verification is strict:
 cap the length, read the header first, refuse any algorithm but HS256 and any
 ``crit``/``jku``/``x5u``/``jwk``/``x5c``, find the key by ``kid`` in our keyring only, decode
 with an explicit algorithm list and issuer, then check times against an injected clock and
@@ -25,6 +25,7 @@ from gateway.tokens.keyring import Keyring
 __all__ = [
     "DECODE_OPTIONS",
     "MAX_TOKEN_LENGTH",
+    "USER_TOKEN_ALGORITHM",
     "TokenKind",
     "checked_claims",
     "checked_header",
@@ -55,7 +56,7 @@ DECODE_OPTIONS = {
 
 
 class TokenKind(enum.StrEnum):
-    """The ``token_type`` claim: where a token is accepted (SPEC §3)."""
+    """The ``token_type`` claim: where a token is accepted (docs/README.md, token kinds)."""
 
     ACCESS = "access"
     REFRESH = "refresh"
@@ -179,7 +180,7 @@ def checked_claims(claims: object, kinds: frozenset[TokenKind]) -> dict[str, Any
 
 
 def checked_header(token: object, algorithms: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """(token, header) of a token worth verifying, or InvalidToken (SPEC §7).
+    """(token, header) of a token worth verifying, or InvalidToken.
 
     Caps the length, reads the header without trusting it, and refuses any algorithm
     outside ``algorithms`` and any ``crit``/``jku``/``x5u``/``jwk``/``x5c`` header. The

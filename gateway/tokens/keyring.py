@@ -1,4 +1,4 @@
-"""The signing key of user tokens, built once and reused (SPEC §7).
+"""The signing key of user tokens, built once and reused.
 
 User tokens (session, access, refresh, api) are HS256 with the UTF-8 bytes of
 ``$GATEWAY_SECRET_KEY`` so a downstream service holding that secret can verify them. When
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -59,6 +60,7 @@ class Keyring:
         # with a previous secret are refused by kid before any signature work.
         self.user_kid = "hs256-" + hashlib.sha256(b"gateway-kid:" + user_secret).hexdigest()[:16]
         self._user_key: object = jwk.construct(user_secret, "HS256")
+        self._secret = user_secret
 
     def user_key(self, kid: object) -> object | None:
         """The HS256 key object for ``kid``, or None when the kid is not ours."""
@@ -70,3 +72,8 @@ class Keyring:
     def signing_key(self) -> object:
         """The key object new user tokens are signed with."""
         return self._user_key
+
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for one other use of the secret (e.g. the portal's CSRF tokens), so the
+        secret itself signs nothing but user tokens."""
+        return hmac.new(self._secret, b"gateway-derived:" + purpose, hashlib.sha256).digest()
