@@ -14,7 +14,6 @@ from gateway.appkeys import (
     ADMIN,
     CLIENT_ADDRESSES,
     CLOCK,
-    CONFIG,
     COUNTS,
     EXPORTER,
     HASHER,
@@ -24,7 +23,7 @@ from gateway.appkeys import (
     MEDIA,
     OPENAPI_DOCUMENT,
     RESOLVER,
-    RULEBOOK,
+    SETTINGS,
     STORE,
     TENANTS_SEEN,
     TOKENS,
@@ -37,16 +36,16 @@ from gateway.logs import flush_access_log
 from gateway.metrics import FLUSH_INTERVAL, Counts, Exporter
 from gateway.middlewares import MIDDLEWARES
 from gateway.netaddr import ClientAddresses
-from gateway.proxy.rules import RuleBook
 from gateway.resources import openapi_path
 from gateway.routes import setup_routes
 from gateway.services import build_services, make_hasher, open_store
+from gateway.settings import Settings
 
 __all__ = ["create_app"]
 
 
 async def _passwords(app: web.Application) -> AsyncIterator[None]:
-    hasher = make_hasher(app[CONFIG])
+    hasher = make_hasher(app[SETTINGS].config)
     await hasher.warm_up()
     app[HASHER] = hasher
     yield
@@ -54,7 +53,7 @@ async def _passwords(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
+    config = app[SETTINGS].config
     store = await open_store(config)
     try:
         await ensure_tenants(store, config, app[CLOCK]())
@@ -84,7 +83,7 @@ async def _metrics(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    services = await build_services(app[CONFIG], app[STORE], app[HASHER], app[CLOCK],
+    services = await build_services(app[SETTINGS].config, app[STORE], app[HASHER], app[CLOCK],
                                     app[COUNTS])
     app[KEYRING] = services.keyring
     app[IDENTITY_CACHE] = services.cache
@@ -98,14 +97,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
-    if not app[CONFIG].gateway.upstreams:
-        yield
-        return
-    # One pooled session for every upstream; bodies pass through undecoded.
+    # One pooled session for every upstream, made even with none configured (it opens no
+    # connection until used) so that a reload may add some; bodies pass through undecoded.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300),
-        timeout=aiohttp.ClientTimeout(total=None, connect=app[CONFIG].gateway.upstream_timeout,
-                                      sock_read=app[CONFIG].gateway.upstream_timeout),
+        timeout=aiohttp.ClientTimeout(total=None, connect=app[SETTINGS].config.gateway.upstream_timeout,
+                                      sock_read=app[SETTINGS].config.gateway.upstream_timeout),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
     )
@@ -121,11 +118,9 @@ async def _flush_access_log(app: web.Application) -> None:
 def create_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     """Build the gateway for ``config``; resources open on startup and close on cleanup."""
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=config.server.max_body_size)
-    app[CONFIG] = config
+    app[SETTINGS] = Settings(config)
     app[CLOCK] = clock
     app[OPENAPI_DOCUMENT] = openapi_path().read_bytes()
-    app[RULEBOOK] = RuleBook(config.gateway.rules, config.gateway.default_policy,
-                             config.media.url_pattern)
     app[CLIENT_ADDRESSES] = ClientAddresses(config.server.trusted_proxies)
     app[COUNTS] = Counts()
     app.on_cleanup.append(_flush_access_log)

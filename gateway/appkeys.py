@@ -10,7 +10,6 @@ from aiohttp import ClientSession, web
 if TYPE_CHECKING:
     # Types only: services import ``authz``, which reads these keys.
     from gateway.admin import Administration
-    from gateway.config import Config
     from gateway.identity.cache import IdentityCache
     from gateway.identity.credentials import Credentials, Identity
     from gateway.identity.logins import PasswordCheck
@@ -19,8 +18,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Counts, Exporter
     from gateway.netaddr import ClientAddresses, IPAddress
     from gateway.passwords import PasswordHasher
-    from gateway.portal.redirects import RedirectPolicy
-    from gateway.proxy.rules import RuleBook
+    from gateway.settings import Settings
     from gateway.storage import Store
     from gateway.tokens.keyring import Keyring
     from gateway.tokens.lifecycle import TokenService
@@ -30,7 +28,6 @@ __all__ = [
     "CLIENT_ADDRESS",
     "CLIENT_ADDRESSES",
     "CLOCK",
-    "CONFIG",
     "COUNTS",
     "CREDENTIALS",
     "EXPORTER",
@@ -41,10 +38,9 @@ __all__ = [
     "LOGINS",
     "MEDIA",
     "OPENAPI_DOCUMENT",
-    "PORTAL_REDIRECTS",
     "REQUEST_ID",
     "RESOLVER",
-    "RULEBOOK",
+    "SETTINGS",
     "STORE",
     "TENANT",
     "TENANTS_SEEN",
@@ -52,7 +48,8 @@ __all__ = [
     "UPSTREAM_CLIENT",
 ]
 
-CONFIG: web.AppKey[Config] = web.AppKey("config")
+#: The running config and what is compiled from it; a SIGHUP reload replaces them.
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 #: Seconds since the epoch; tests inject their own clock.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 STORE: web.AppKey[Store] = web.AppKey("store")
@@ -72,14 +69,10 @@ OPENAPI_DOCUMENT: web.AppKey[bytes] = web.AppKey("openapi_document")
 #: What this process counted since the last flush to prometheus-client (``gateway.metrics``).
 COUNTS: web.AppKey[Counts] = web.AppKey("counts")
 EXPORTER: web.AppKey[Exporter] = web.AppKey("exporter")
-#: gateway.rules and media.url_pattern, compiled once at start.
-RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 #: The client address behind ``server.trusted_proxies`` (memoised per process).
 CLIENT_ADDRESSES: web.AppKey[ClientAddresses] = web.AppKey("client_addresses")
 #: The pooled HTTP client of the built-in proxy (only when upstreams are configured).
 UPSTREAM_CLIENT: web.AppKey[ClientSession] = web.AppKey("upstream_client")
-#: portal.allowed_redirects, compiled once at start.
-PORTAL_REDIRECTS: web.AppKey[RedirectPolicy] = web.AppKey("portal_redirects")
 #: Tenants known to exist; tenants are never deleted, so a hit needs no database read.
 TENANTS_SEEN: web.AppKey[set[str]] = web.AppKey("tenants_seen")
 

@@ -172,23 +172,29 @@ async def _prepare(config: Config) -> None:
         hasher.close()
 
 
-def _run_worker(config: Config, host: str, port: int, reuse_port: bool) -> None:
+def _run_worker(config: Config, config_path: str | None, host: str, port: int,
+                reuse_port: bool) -> None:
     # Imported here: the user and tenant commands start faster without the server stack.
     from gateway.logs import configure_logging
 
+    # A SIGHUP before the server's own handler is in place must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(config.logging.level, config.logging.format)
+    serve = _serve_until_signalled(config, config_path, host, port, reuse_port)
     if not reuse_port:
-        asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
+        asyncio.run(serve)
         return
     try:  # a supervised worker: one line, and the supervisor decides what follows
-        asyncio.run(_serve_until_signalled(config, host, port, reuse_port))
+        asyncio.run(serve)
     except CommandError as exc:
         print(f"gateway: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
-async def _serve_until_signalled(config: Config, host: str, port: int, reuse_port: bool) -> None:
-    """Serve (on the shared port when supervised) until SIGTERM or SIGINT, then drain.
+async def _serve_until_signalled(config: Config, config_path: str | None, host: str, port: int,
+                                 reuse_port: bool) -> None:
+    """Serve (on the shared port when supervised) until SIGTERM or SIGINT, then drain;
+    SIGHUP reloads the config file (``gateway.reload``).
 
     Not ``web.run_app``: its handler raises on every signal, so a second one cuts the drain
     short, and a worker often gets two (Ctrl-C reaches the whole process group and the
@@ -199,14 +205,23 @@ async def _serve_until_signalled(config: Config, host: str, port: int, reuse_por
 
     from gateway.app import create_app
     from gateway.logs import AccessLogger
+    from gateway.reload import reload_config
     from gateway.runner import GatewayRunner
 
+    app = create_app(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def hang_up() -> None:
+        task = loop.create_task(reload_config(app, config_path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     runner = GatewayRunner(
-        create_app(config), access_log_class=AccessLogger,
+        app, access_log_class=AccessLogger,
         access_log=logging.getLogger("gateway.access"), keepalive_timeout=75.0,
         shutdown_timeout=config.server.shutdown_timeout,
     )
@@ -218,6 +233,7 @@ async def _serve_until_signalled(config: Config, host: str, port: int, reuse_por
             raise _not_listening(host, port, exc) from None
         if not reuse_port:  # the supervisor announces its workers itself
             print(f"gateway: listening on http://{host}:{port}", flush=True)
+        loop.add_signal_handler(signal.SIGHUP, hang_up)
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -225,8 +241,8 @@ async def _serve_until_signalled(config: Config, host: str, port: int, reuse_por
 
 #: Crash-loop guard: when workers exit more than RESTART_LIMIT times within RESTART_WINDOW
 #: seconds (all workers together), the supervisor gives up instead of restarting again.
-#: A worker takes about a second to start, so workers that cannot start (port taken,
-#: database unreadable) pass this within a few seconds, while deaths of running workers
+#: A worker takes about a second to start, so workers that cannot start (database
+#: unreadable, out of memory) pass this within a few seconds, while deaths of running workers
 #: (an OOM kill, an operator's kill -9) are far rarer than one every two seconds.
 RESTART_LIMIT = 5
 RESTART_WINDOW = 10.0
@@ -280,9 +296,9 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     asyncio.run(_prepare(config))
     with _metrics_directory():
         if workers == 1:
-            _run_worker(config, host, port, reuse_port=False)
+            _run_worker(config, args.config, host, port, reuse_port=False)
             return 0
-        return _supervise(config, host, port, workers)
+        return _supervise(config, args.config, host, port, workers)
 
 
 @contextlib.contextmanager
@@ -302,18 +318,27 @@ def _metrics_directory() -> Iterator[None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _supervise(config: Config, host: str, port: int, workers: int) -> int:
+def _supervise(config: Config, config_path: str | None, host: str, port: int,
+               workers: int) -> int:
     """Run ``workers`` processes on one port and keep that many running until SIGTERM/SIGINT.
 
     Each binds with SO_REUSEPORT and the kernel spreads connections between them; they
     share the SQLite file (see storage.sqlite). A worker that exits while the supervisor is
-    not stopping is replaced; see RESTART_LIMIT for when it gives up instead.
+    not stopping is replaced; see RESTART_LIMIT for when it gives up instead. SIGHUP: the
+    supervisor loads the config file (a bad one is refused here, once), keeps it for the
+    workers it starts from then on, and passes SIGHUP to every worker.
     """
+    from gateway.logs import configure_logging
+    from gateway.reload import load_for_reload
+
+    configure_logging(config.logging.level, config.logging.format)
     context = multiprocessing.get_context("spawn")
     stopping = False
+    hung_up = False
     # A signal writes to this pipe, so the wait below wakes at once.
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
+    os.set_blocking(wake_read, False)
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
@@ -323,14 +348,24 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> int:
         except BlockingIOError:
             pass
 
+    def on_hangup(signum: int, frame: Any) -> None:
+        nonlocal hung_up
+        hung_up = True
+        try:
+            os.write(wake_write, b"\0")
+        except BlockingIOError:
+            pass
+
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_run_worker, args=(config, host, port, True),
+        process = context.Process(target=_run_worker,
+                                  args=(config, config_path, host, port, True),
                                   name=f"gateway-worker-{index}")
         process.start()
         return process
 
     # Before the first start: a signal in between must not leave workers behind.
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     processes: list[multiprocessing.process.BaseProcess] = []
     status = 0
     try:
@@ -342,6 +377,20 @@ def _supervise(config: Config, host: str, port: int, workers: int) -> int:
         exits: deque[float] = deque()
         while not stopping:
             multiprocessing.connection.wait([process.sentinel for process in processes] + [wake_read])
+            while True:  # empty the wake-up pipe (a signal wrote to it)
+                try:
+                    if not os.read(wake_read, 64):
+                        break
+                except BlockingIOError:
+                    break
+            if hung_up and not stopping:
+                hung_up = False
+                merged = load_for_reload(config_path, config)
+                if merged is not None:
+                    config = merged[0]
+                    for process in processes:
+                        if process.exitcode is None and process.pid is not None:
+                            os.kill(process.pid, signal.SIGHUP)
             for index, process in enumerate(processes):
                 if stopping or process.exitcode is None:
                     continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG
+from gateway.appkeys import SETTINGS
 from gateway.handlers import (
     access_refresh,
     admin,
@@ -17,6 +17,7 @@ from gateway.handlers import (
     portal,
     proxy,
 )
+from gateway.proxy.upstreams import UpstreamResource
 
 __all__ = ["setup_routes"]
 
@@ -86,8 +87,6 @@ def setup_routes(app: web.Application) -> None:
         web.post("/portal/tokens/{token_id}/delete", portal.delete_token),
         web.get("/portal/style.css", portal.stylesheet),
     ])
-    # Upstreams last: a prefix never hides the gateway's own endpoints.
-    gateway = app[CONFIG].gateway
-    for upstream in gateway.upstreams:
-        app.router.add_route("*", upstream.prefix + "{tail:.*}",
-                             proxy.proxy_to(upstream.url, gateway.headers))
+    # Upstreams last: a prefix never hides the gateway's own endpoints. The prefixes are
+    # read from the running config on each match, so a reload can change them.
+    app.router.register_resource(UpstreamResource(app[SETTINGS], proxy.proxy))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from gateway.appkeys import CONFIG
+from gateway.appkeys import SETTINGS
 from gateway.tokens.keyring import SECRET_FILE_NAME
 from tests.conftest import make_config
 
@@ -70,7 +70,7 @@ async def test_generated_secret_and_database_are_private(tmp_path, aiohttp_clien
     secret = config.data_dir / SECRET_FILE_NAME
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
     assert len(secret.read_bytes().strip()) >= 32
-    assert stat.S_IMODE(os.stat(client.app[CONFIG].storage.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(client.app[SETTINGS].config.storage.path).st_mode) == 0o600
 
 
 async def test_the_generated_secret_is_reused_on_the_next_start(tmp_path, aiohttp_client):

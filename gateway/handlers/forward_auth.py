@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
 
-from gateway.appkeys import CONFIG, CREDENTIALS
+from gateway.appkeys import CREDENTIALS, SETTINGS
 from gateway.errors import ConflictingForwardHeaders, Unauthenticated
 from gateway.identity.credentials import parse_credentials
 from gateway.portal.browsers import navigation_sign_in, take_cookie
@@ -69,7 +69,7 @@ def _original_url(request: web.Request, uri: str) -> str:
 async def forward_auth(request: web.Request) -> web.Response:
     """Answer whether the proxied request may pass, and as whom."""
     headers = request.headers
-    source = request.app[CONFIG].gateway.forward_auth.headers
+    source = request.app[SETTINGS].config.gateway.forward_auth.headers
     uri_headers, method_headers = _SOURCES[source]
     uri = _original(headers, uri_headers) or "/"
     method = _original(headers, method_headers) or request.method

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG, RESOLVER, TENANT, TOKENS
+from gateway.appkeys import RESOLVER, SETTINGS, TENANT, TOKENS
 from gateway.authz import may_introspect, may_revoke, require_identity
 from gateway.errors import BadRequest, Forbidden, Unauthenticated
 from gateway.handlers.common import public_origin, read_body
@@ -55,7 +55,7 @@ def _description(found: Identity, issuer: str) -> dict[str, Any]:
 async def introspect(request: web.Request) -> web.Response:
     """Whether a token is live, and whose: for root, admins and ``introspection.clients``."""
     caller = await require_identity(request)
-    config = request.app[CONFIG]
+    config = request.app[SETTINGS].config
     if not may_introspect(caller.user, config.introspection.clients):
         raise Unauthenticated("Introspection needs root, an admin or a user named in "
                               "introspection.clients")
@@ -81,7 +81,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 async def metadata(request: web.Request) -> web.Response:
     """Authorization server metadata (RFC 8414) of the request's tenant."""
-    config = request.app[CONFIG]
+    config = request.app[SETTINGS].config
     origin = public_origin(request)
     tenant = request[TENANT]
     jwks_uri = f"{origin}/.well-known/jwks.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG, CREDENTIALS, LOGINS, RESOLVER, TENANT, TOKENS
+from gateway.appkeys import CREDENTIALS, LOGINS, RESOLVER, SETTINGS, TENANT, TOKENS
 from gateway.errors import BadCaller, BadRequest, GatewayError
 from gateway.handlers.common import address_of, read_body
 from gateway.identity.credentials import SESSION_KINDS
@@ -20,7 +20,7 @@ async def login(request: web.Request) -> web.Response:
         raise BadRequest("User name is required")
     user = await request.app[LOGINS].check(
         request[TENANT], username, password, address_of(request),
-        reveal_unknown=request.app[CONFIG].login.reveal_unknown_user,
+        reveal_unknown=request.app[SETTINGS].config.login.reveal_unknown_user,
     )
     issued, key = await request.app[TOKENS].start_session(user)
     return web.json_response({

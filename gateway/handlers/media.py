@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, STORE, TENANT
+from gateway.appkeys import CLIENT_ADDRESS, MEDIA, SETTINGS, STORE, TENANT
 from gateway.authz import authenticate, may_issue_media, require_address_claim, require_identity
 from gateway.errors import BadRequest, Forbidden, UnknownTenant
 from gateway.handlers.common import read_body
@@ -24,7 +24,7 @@ async def issue(request: web.Request) -> web.Response:
     identity = await require_identity(request)
     if not may_issue_media(identity.user):
         raise Forbidden("Creating media tokens needs an admin (role root/admin or ROLE_ADMIN)")
-    config = request.app[CONFIG]
+    config = request.app[SETTINGS].config
     tenant = request[TENANT]
     parameters = parse_request(await read_body(request), defaults_for(config, tenant),
                                config.media.algorithms)

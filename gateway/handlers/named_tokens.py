@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG, STORE, TOKENS
+from gateway.appkeys import SETTINGS, STORE, TOKENS
 from gateway.authz import require_identity
 from gateway.durations import format_duration, parse_duration
 from gateway.errors import BadRequest, Conflict, NotFound
@@ -88,7 +88,7 @@ async def create(request: web.Request) -> web.Response:
     identity = await require_identity(request)
     body = await read_body(request)
     description = _description(body)
-    life = _life(body, request.app[CONFIG].tokens.api_token_max_life)
+    life = _life(body, request.app[SETTINGS].config.tokens.api_token_max_life)
     try:
         issued = await request.app[TOKENS].issue(
             identity.user, TokenKind.API, life, description=description

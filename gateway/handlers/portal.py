@@ -19,17 +19,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from gateway.appkeys import (
-    CLOCK,
-    CONFIG,
-    KEYRING,
-    LOGINS,
-    PORTAL_REDIRECTS,
-    RESOLVER,
-    STORE,
-    TENANTS_SEEN,
-    TOKENS,
-)
+from gateway.appkeys import CLOCK, KEYRING, LOGINS, RESOLVER, SETTINGS, STORE, TENANTS_SEEN, TOKENS
 from gateway.config import TENANT_ID_PATTERN
 from gateway.errors import Conflict, GatewayError, InvalidCredentials, TooManyAttempts, UserNotFound
 from gateway.handlers.common import address_of, read_body
@@ -38,7 +28,6 @@ from gateway.identity.credentials import SESSION_KINDS, Identity
 from gateway.portal.browsers import csrf_cookie_name
 from gateway.portal.cookie import cookie_value, read_cookie
 from gateway.portal.csrf import csrf_token, new_nonce, token_matches
-from gateway.portal.redirects import RedirectPolicy
 from gateway.resources import portal_stylesheet_path
 from gateway.storage import TokenRecord
 from gateway.tokens.claims import TokenKind
@@ -69,9 +58,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup_portal(app: web.Application) -> None:
-    """The portal's templates (autoescaped) and its compiled ``allowed_redirects``."""
+    """The portal's templates, autoescaped (its ``allowed_redirects`` are compiled in
+    ``Settings``)."""
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("gateway", "templates"), autoescape=True)
-    app[PORTAL_REDIRECTS] = RedirectPolicy(app[CONFIG].portal.allowed_redirects)
 
 
 class _Refused(Exception):
@@ -86,7 +75,7 @@ def _page(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def page(request: web.Request) -> web.StreamResponse:
-        if not request.app[CONFIG].portal.enabled:
+        if not request.app[SETTINGS].config.portal.enabled:
             raise web.HTTPNotFound()
         try:
             response = await handler(request)
@@ -122,7 +111,7 @@ def _csrf_key(request: web.Request) -> bytes:
 
 def _nonce(request: web.Request) -> tuple[str, bool]:
     """The browser's CSRF nonce, and whether it is new (then the answer sets its cookie)."""
-    nonce = request.cookies.get(csrf_cookie_name(request.app[CONFIG].portal))
+    nonce = request.cookies.get(csrf_cookie_name(request.app[SETTINGS].config.portal))
     if nonce and 16 <= len(nonce) <= 64:
         return nonce, False
     return new_nonce(), True
@@ -131,7 +120,7 @@ def _nonce(request: web.Request) -> tuple[str, bool]:
 def _form_context(request: web.Request) -> tuple[dict[str, Any], Callable[[web.StreamResponse], None]]:
     """The CSRF token for a page's forms, and what sets the nonce cookie on its answer."""
     nonce, new = _nonce(request)
-    portal = request.app[CONFIG].portal
+    portal = request.app[SETTINGS].config.portal
 
     def remember(response: web.StreamResponse) -> None:
         if new:
@@ -143,14 +132,14 @@ def _form_context(request: web.Request) -> tuple[dict[str, Any], Callable[[web.S
 
 def _require_csrf(request: web.Request, body: dict[str, Any]) -> None:
     """403, with no cookie set, unless the form carries this browser's CSRF token."""
-    nonce = request.cookies.get(csrf_cookie_name(request.app[CONFIG].portal))
+    nonce = request.cookies.get(csrf_cookie_name(request.app[SETTINGS].config.portal))
     if not token_matches(_csrf_key(request), nonce, body.get("csrf")):
         raise _Refused(_render(request, "error.html", {"message": BAD_FORM}, status=403))
 
 
 async def _session(request: web.Request) -> Identity | None:
     """The user signed in with this browser's cookie, or None (no cookie, or a dead session)."""
-    cookie = read_cookie(request.cookies.get(request.app[CONFIG].portal.cookie.name))
+    cookie = read_cookie(request.cookies.get(request.app[SETTINGS].config.portal.cookie.name))
     if cookie is None:
         return None
     try:
@@ -161,7 +150,7 @@ async def _session(request: web.Request) -> Identity | None:
 
 
 def _forget_session(request: web.Request, response: web.StreamResponse) -> None:
-    cookie = request.app[CONFIG].portal.cookie
+    cookie = request.app[SETTINGS].config.portal.cookie
     if cookie.name in request.cookies:
         response.del_cookie(cookie.name, path="/", domain=cookie.domain, secure=cookie.secure,
                             httponly=True, samesite=cookie.same_site.capitalize())
@@ -182,7 +171,7 @@ async def _signed_in(request: web.Request) -> Identity:
 @_page
 async def login_form(request: web.Request) -> web.StreamResponse:
     """The sign-in form; a browser signed in already goes on to ``rd`` at once."""
-    target = request.app[PORTAL_REDIRECTS].target(request.query.get("rd"))
+    target = request.app[SETTINGS].redirects.target(request.query.get("rd"))
     if await _session(request) is not None:
         return _see_other(target or HOME)
     return _login_page(request, target=target)
@@ -203,7 +192,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     """Check the form's username and password; on success set the session cookie, 303 on."""
     body = await read_body(request)
     _require_csrf(request, body)
-    target = request.app[PORTAL_REDIRECTS].target(body.get("rd"))
+    target = request.app[SETTINGS].redirects.target(body.get("rd"))
     username, password = body.get("username"), body.get("password")
     tenant = body.get("tenant") or "default"
     if not isinstance(username, str):
@@ -230,7 +219,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     previous = await _session(request)
     if previous is not None:
         await request.app[TOKENS].logout(previous)  # one browser, one live session
-    portal = request.app[CONFIG].portal
+    portal = request.app[SETTINGS].config.portal
     issued, key = await request.app[TOKENS].start_session(user, portal.session_lifetime)
     response = _see_other(target or HOME)
     response.set_cookie(portal.cookie.name, cookie_value(user.tenant, key, issued.token),
@@ -279,7 +268,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     identity = await _signed_in(request)
     try:
         description = _description(body)
-        life = _life(body, request.app[CONFIG].tokens.api_token_max_life)
+        life = _life(body, request.app[SETTINGS].config.tokens.api_token_max_life)
         issued = await request.app[TOKENS].issue(identity.user, TokenKind.API, life,
                                                  description=description)
     except Conflict:

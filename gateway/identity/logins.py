@@ -7,7 +7,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from gateway.config import Config
+from gateway.config import Config, RegulationConfig
 from gateway.errors import InvalidCredentials, TooManyAttempts, UserNotFound
 from gateway.metrics import Counts
 from gateway.passwords import PasswordHasher
@@ -34,6 +34,10 @@ class PasswordCheck:
         self._store = store
         self._hasher = hasher
         self._clock = clock
+
+    def set_regulation(self, regulation: RegulationConfig) -> None:
+        """Regulate the next checks with ``regulation`` (a config reload)."""
+        self._regulation = regulation
 
     async def check(self, tenant: str, login: str, password: str, address: str, *,
                     by_email: bool = False, reveal_unknown: bool = False) -> User:

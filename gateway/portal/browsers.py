@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import CONFIG, CREDENTIALS, TENANT
+from gateway.appkeys import CREDENTIALS, SETTINGS, TENANT
 from gateway.config import PortalConfig
 from gateway.identity.credentials import Credentials
 from gateway.portal.cookie import read_cookie
@@ -29,7 +29,7 @@ def take_cookie(request: web.Request) -> bool:
     credential but (perhaps) the cookie. Without ``X-TENANT-ID`` the request is made for
     the cookie's tenant.
     """
-    portal = request.app[CONFIG].portal
+    portal = request.app[SETTINGS].config.portal
     if not portal.enabled or request[CREDENTIALS] is not None:
         return False
     cookie = read_cookie(request.cookies.get(portal.cookie.name))
@@ -47,7 +47,7 @@ def navigation_sign_in(request: web.Request, method: str, target: str) -> str | 
         return None
     if "text/html" not in request.headers.get("Accept", "").lower():
         return None
-    return sign_in_url(request.app[CONFIG].portal.url, target)
+    return sign_in_url(request.app[SETTINGS].config.portal.url, target)
 
 
 def without_portal_cookies(portal: PortalConfig, headers: list[str]) -> str:

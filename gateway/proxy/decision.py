@@ -16,7 +16,7 @@ from aiohttp import web
 from jose import jwt
 from jose.exceptions import JOSEError
 
-from gateway.appkeys import CLIENT_ADDRESS, CONFIG, MEDIA, RULEBOOK, TENANT
+from gateway.appkeys import CLIENT_ADDRESS, MEDIA, SETTINGS, TENANT
 from gateway.authz import authenticate, require_role
 from gateway.errors import BadRequest, Forbidden
 from gateway.identity.credentials import Identity
@@ -50,7 +50,7 @@ def _looks_like_media(token: str) -> bool:
 
 
 def _headers(request: web.Request, identity: Identity | None, token_id: str) -> dict[str, str]:
-    names = request.app[CONFIG].gateway.headers
+    names = request.app[SETTINGS].config.gateway.headers
     return {
         names.user: identity.user.username if identity else "",
         names.roles: ",".join(identity.user.roles) if identity else "",
@@ -63,7 +63,7 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
     """Decide for the original request ``method uri``; the identity headers, or raise."""
     tenant = request[TENANT]
     try:
-        route = request.app[RULEBOOK].route(uri, method, tenant)
+        route = request.app[SETTINGS].rulebook.route(uri, method, tenant)
     except BadPath as exc:
         raise BadRequest(f"Bad request path: {exc}") from None
     decision = route.decision
