@@ -4,7 +4,9 @@ Tests that take ``config``, ``make_client``, ``client`` or ``store_url`` run twi
 SQLite file in ``tmp_path`` and on a fresh schema of a PostgreSQL database made for this
 test session (``GATEWAY_TEST_POSTGRES_URL``, default the local server; dropped at the
 end). Without a reachable server the PostgreSQL runs skip, except under ``CI=true``, where
-they fail. ``@pytest.mark.sqlite_only`` keeps a test on SQLite (it reads the file itself).
+they fail. ``@pytest.mark.sqlite_only`` keeps a test on SQLite (it reads the file itself);
+``@pytest.mark.storage_independent`` too, for tests whose subject (request parsing, HTTP
+shapes, rules) the backend cannot change: the storage-facing tests run on both.
 """
 
 from __future__ import annotations
@@ -114,13 +116,16 @@ def postgres_url(postgres_database: str) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store_url" in metafunc.fixturenames:
-        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        only_sqlite = any(metafunc.definition.get_closest_marker(name) is not None
+                          for name in ("sqlite_only", "storage_independent"))
         metafunc.parametrize("store_url", ["sqlite"] if only_sqlite else ["sqlite", "postgresql"],
                              indirect=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: run only on the SQLite backend")
+    config.addinivalue_line("markers", "storage_independent: what is tested does not depend on "
+                            "the backend; run on SQLite only")
 
 
 @pytest.fixture

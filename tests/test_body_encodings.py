@@ -12,6 +12,9 @@ import pytest
 from tests.bodies import ENCODINGS, encoded
 from tests.conftest import ADMIN_PASSWORD, add_user
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 INVALID = {"detail": "Token is invalid or expired", "code": "token_not_valid"}
 REQUIRED = ["This field is required."]

@@ -19,6 +19,9 @@ from jose import jwt
 from gateway.appkeys import KEYRING, STORE
 from tests.conftest import ADMIN_PASSWORD, TEST_SECRET
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 RAW = "\x00raw\x00"  # stands for a value written into the payload text as it is
 NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e400"]

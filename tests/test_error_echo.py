@@ -11,6 +11,9 @@ import pytest
 from gateway.errors import FIELD_NAME_LIMIT, MESSAGE_LIMIT, FieldErrors, clipped, render, shape_for_path
 from tests.conftest import ADMIN_PASSWORD
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 DEEP_KEY = "a" + "[a]" * 5000  # 15 KB
 

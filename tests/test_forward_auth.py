@@ -15,6 +15,9 @@ from jose import jwt
 from gateway.config import ConfigError, parse_config
 from tests.conftest import ADMIN_PASSWORD, add_user
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 IDENTITY_HEADERS = ("X-Auth-User", "X-Auth-Roles", "X-Auth-Tenant", "X-Auth-Token-Id")
 

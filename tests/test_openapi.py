@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 import yaml
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -13,6 +14,9 @@ from gateway.app import create_app
 from gateway.proxy.upstreams import UpstreamResource
 from gateway.resources import openapi_path
 from tests.conftest import ADMIN_PASSWORD, make_config
+
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
 
 
 def registered_operations(tmp_path) -> set[tuple[str, str]]:

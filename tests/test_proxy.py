@@ -14,6 +14,9 @@ from yarl import URL
 
 from tests.conftest import ADMIN_PASSWORD, add_user, free_port
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 
 

@@ -21,6 +21,9 @@ import pytest
 
 from tests.conftest import ADMIN_PASSWORD, TEST_SECRET, add_user, make_config
 
+# Request parsing and HTTP shapes, the same whatever the storage: SQLite only.
+pytestmark = pytest.mark.storage_independent
+
 #: What the README tells a downstream Django to set.
 SIMPLE_JWT = {"SIGNING_KEY": TEST_SECRET, "ALGORITHM": "HS256"}
 INVALID_TOKEN = 401
