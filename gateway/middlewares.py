@@ -87,12 +87,23 @@ def request_id(request: web.BaseRequest) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 
 
-def address_of_client(request: web.Request) -> IPAddress | None:
+def address_of_client(app: web.Application, request: web.BaseRequest) -> IPAddress | None:
     """The client's address, from forwarding headers only when the peer is a trusted proxy."""
     headers = request.headers
     forwarded = headers.getall("X-Forwarded-For", ())
-    return request.app[CLIENT_ADDRESSES](
+    return app[CLIENT_ADDRESSES](
         request.remote, ",".join(forwarded) if forwarded else None, headers.get("X-Real-IP"))
+
+
+def known_tenant(app: web.Application, request: web.BaseRequest) -> str | None:
+    """The tenant of ``X-TENANT-ID`` (absent: ``default``) when it is one seen to exist,
+    else None (``tenant_of`` decides, with a database read or a 400)."""
+    values = request.headers.getall("X-TENANT-ID", ())
+    if not values:
+        return DEFAULT_TENANT
+    if len(values) == 1 and (tenant := values[0].strip()) in app[TENANTS_SEEN]:
+        return tenant
+    return None
 
 
 async def tenant_of(request: web.Request) -> str:
@@ -100,15 +111,14 @@ async def tenant_of(request: web.Request) -> str:
 
     Tenants are never deleted, so one seen to exist needs no database read again.
     """
-    values = request.headers.getall("X-TENANT-ID", ())
-    if not values:
-        return DEFAULT_TENANT
+    known = known_tenant(request.app, request)
+    if known is not None:
+        return known
+    values = request.headers.getall("X-TENANT-ID")  # present: known_tenant answers absence
     if len(values) > 1:
         raise BadRequest("X-TENANT-ID is given more than once")
     tenant = values[0].strip()
     seen = request.app[TENANTS_SEEN]
-    if tenant in seen:
-        return tenant
     if not tenant:
         raise BadRequest("X-TENANT-ID is empty")
     if not TENANT_ID_PATTERN.match(tenant) or not await request.app[STORE].tenant_exists(tenant):
@@ -137,7 +147,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     rid = request_id(request)
     request[REQUEST_ID] = rid
     try:
-        request[CLIENT_ADDRESS] = address_of_client(request)
+        request[CLIENT_ADDRESS] = address_of_client(request.app, request)
         ORIGIN.set(Origin(request[CLIENT_ADDRESS], rid))  # for the audit events it causes
         request[TENANT] = await tenant_of(request)
         request[CREDENTIALS] = parse_credentials(request.headers, request.query)

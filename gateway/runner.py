@@ -11,6 +11,10 @@ peer; no header value is read.
 The same handler keeps reading the body of the request in progress during a drain
 (``_Connection.data_received``), which aiohttp stops doing once shutdown has begun.
 
+``/auth`` answers that the identity cache alone decides skip the app's router and
+middleware (``forward_auth.answer_from_cache``): on the hot path those cost as much as
+the answer itself.
+
 aiohttp has no public hook at that depth (``web.Application`` may not be subclassed, and
 its ``handler_args`` cannot name the handler class), so ``GatewayRunner`` builds the app's
 low-level server as ``web.AppRunner`` does and hands its arguments to a ``web.Server``
@@ -105,10 +109,22 @@ class _Server(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` (same arguments) whose connections are ``_Connection``."""
+    """``web.AppRunner`` (same arguments) whose connections are ``_Connection``, and whose
+    ``/auth`` requests first try ``forward_auth.answer_from_cache``."""
 
     async def _make_server(self) -> web.Server:
+        from gateway.handlers.forward_auth import answer_from_cache
+
         server = await super()._make_server()
-        return _Server(server.request_handler, request_factory=server.request_factory,
+        app, handle = self.app, server.request_handler
+
+        async def cache_first(request: web.BaseRequest) -> web.StreamResponse:
+            if request.path == "/auth":
+                answer = answer_from_cache(app, request)
+                if answer is not None:
+                    return answer
+            return await handle(request)
+
+        return _Server(cache_first, request_factory=server.request_factory,
                        handler_cancellation=server.handler_cancellation, loop=server._loop,
                        **server._kwargs)

@@ -18,12 +18,13 @@ from jose.exceptions import JOSEError
 
 from gateway.appkeys import CLIENT_ADDRESS, MEDIA, SETTINGS, TENANT
 from gateway.authz import authenticate, require_role
+from gateway.config import GatewayHeaders
 from gateway.errors import BadRequest, Forbidden
 from gateway.identity.credentials import Identity
 from gateway.proxy.rules import BadPath
 from gateway.tokens.claims import TokenKind
 
-__all__ = ["authorize"]
+__all__ = ["authorize", "identity_headers"]
 
 MEDIA_QUERY_KEYS = ("signingKey", "token")
 
@@ -49,14 +50,20 @@ def _looks_like_media(token: str) -> bool:
         return False
 
 
-def _headers(request: web.Request, identity: Identity | None, token_id: str) -> dict[str, str]:
-    names = request.app[SETTINGS].config.gateway.headers
+def identity_headers(names: GatewayHeaders, tenant: str, identity: Identity | None,
+                     token_id: str) -> dict[str, str]:
+    """The headers a passing request carries on (names from ``gateway.headers``)."""
     return {
         names.user: identity.user.username if identity else "",
         names.roles: ",".join(identity.user.roles) if identity else "",
-        names.tenant: request[TENANT],
+        names.tenant: tenant,
         names.token_id: token_id,
     }
+
+
+def _headers(request: web.Request, identity: Identity | None, token_id: str) -> dict[str, str]:
+    return identity_headers(request.app[SETTINGS].config.gateway.headers, request[TENANT],
+                            identity, token_id)
 
 
 async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str, str]:
