@@ -29,7 +29,7 @@ from gateway.audit import CLI_ACTOR, Action, AuditTrail, Since, event, parse_sin
 from gateway.authz import may_administer, may_grant, may_manage
 from gateway.config import TENANT_ID_PATTERN
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, UnknownTenant
-from gateway.media.service import MediaService
+from gateway.keys.service import SigningKeys
 from gateway.passwords import PasswordHasher, validate_new_password
 from gateway.storage import (
     AlreadyExists,
@@ -212,11 +212,11 @@ class Administration:
     """The operations of the admin API and of the ``gateway`` command."""
 
     def __init__(self, store: Store, hasher: PasswordHasher, tokens: TokenService,
-                 media: MediaService, audit: AuditTrail, clock: Callable[[], float]) -> None:
+                 keys: SigningKeys, audit: AuditTrail, clock: Callable[[], float]) -> None:
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
-        self._media = media
+        self._keys = keys
         self.audit = audit
         self._clock = clock
 
@@ -361,14 +361,15 @@ class Administration:
     # Keys
 
     async def keys(self, actor: Actor, tenant: str) -> list[KeyRecord]:
-        """The tenant's media signing keys, oldest first."""
+        """The tenant's signing keys (media tokens, and user tokens under RS256/ES256),
+        oldest first."""
         await self._enter(actor, tenant)
         return await self._store.list_keys(tenant)
 
     async def rotate_keys(self, actor: Actor, tenant: str) -> tuple[list[str], list[str]]:
         """New keys for every algorithm the tenant has one of; returns (retired, new) kids."""
         await self._enter(actor, tenant)
-        retired, created = await self._media.rotate(tenant)
+        retired, created = await self._keys.rotate(tenant)
         if created:
             await self.audit.record([event(Action.KEY_ROTATED, tenant, self._clock(),
                                            actor=actor.name, subject=tenant,

@@ -24,6 +24,7 @@ from gateway.appkeys import (
     OPENAPI_DOCUMENT,
     RESOLVER,
     SETTINGS,
+    SIGNING_KEYS,
     STORE,
     TENANTS_SEEN,
     TOKENS,
@@ -86,6 +87,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     services = await build_services(app[SETTINGS].config, app[STORE], app[HASHER], app[CLOCK],
                                     app[COUNTS])
     app[KEYRING] = services.keyring
+    app[SIGNING_KEYS] = services.keys
     app[IDENTITY_CACHE] = services.cache
     app[LOGINS] = services.logins
     app[RESOLVER] = services.resolver

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gateway.identity.credentials import Credentials, Identity
     from gateway.identity.logins import PasswordCheck
     from gateway.identity.resolver import Resolver
+    from gateway.keys.service import SigningKeys
     from gateway.media.service import MediaService
     from gateway.metrics import Counts, Exporter
     from gateway.netaddr import ClientAddresses, IPAddress
@@ -41,6 +42,7 @@ __all__ = [
     "REQUEST_ID",
     "RESOLVER",
     "SETTINGS",
+    "SIGNING_KEYS",
     "STORE",
     "TENANT",
     "TENANTS_SEEN",
@@ -56,6 +58,8 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 #: The admin API's operations (shared with the CLI).
 ADMIN: web.AppKey[Administration] = web.AppKey("admin")
 KEYRING: web.AppKey[Keyring] = web.AppKey("keyring")
+#: The tenants' signing keys (media tokens, and user tokens under RS256/ES256).
+SIGNING_KEYS: web.AppKey[SigningKeys] = web.AppKey("signing_keys")
 HASHER: web.AppKey[PasswordHasher] = web.AppKey("hasher")
 #: Password checks under regulation (/login, /api/token/, Basic).
 LOGINS: web.AppKey[PasswordCheck] = web.AppKey("logins")

@@ -101,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     tenants.add_parser("add", parents=[common], help="create a tenant").add_argument("id")
     tenants.add_parser("list", parents=[common], help="list tenants")
 
-    keys = commands.add_parser("keys", help="media token signing keys").add_subparsers(
+    keys = commands.add_parser(
+        "keys", help="tenant signing keys (media tokens; RS256/ES256 user tokens)",
+    ).add_subparsers(
         dest="action", required=True, metavar="ACTION")
     keys.add_parser("rotate", parents=[common, tenant],
                     help="new keys for the tenant; old tokens verify until they expire")

@@ -67,6 +67,8 @@ Network = Annotated[IPNetwork, BeforeValidator(_network)]
 Policy = Literal["bypass", "authenticated", "deny"]
 MediaAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "HS256"]
 MEDIA_ALGORITHMS: tuple[MediaAlgorithm, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "HS256")
+#: User tokens: HS256 with the shared secret, or RS256/ES256 with the tenant's key.
+UserTokenAlgorithm = Literal["HS256", "RS256", "ES256"]
 
 
 class _Section(BaseModel):
@@ -156,6 +158,9 @@ class TokensConfig(_Section):
     session_lifetime: Duration = 86400
     api_token_max_life: Duration = 365 * 86400
     leeway: Duration = 0
+    #: What user tokens are signed with: HS256 (the shared secret) or the tenant's RS256 or
+    #: ES256 key, published in the JWKS. Only tokens of this algorithm are accepted.
+    algorithm: UserTokenAlgorithm = "HS256"
 
     @field_validator(
         "access_lifetime", "refresh_lifetime", "session_lifetime", "api_token_max_life"

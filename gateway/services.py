@@ -17,6 +17,7 @@ from gateway.config import Config
 from gateway.identity.cache import IdentityCache
 from gateway.identity.logins import PasswordCheck
 from gateway.identity.resolver import Resolver
+from gateway.keys.service import SigningKeys
 from gateway.media.service import MediaService
 from gateway.metrics import Counts
 from gateway.passwords import PasswordHasher
@@ -50,6 +51,7 @@ class Services:
     """Everything a request or a command needs beyond the config."""
 
     store: Store
+    keys: SigningKeys
     keyring: Keyring
     cache: IdentityCache
     logins: PasswordCheck
@@ -60,8 +62,8 @@ class Services:
     admin: Administration
 
     def close(self) -> None:
-        """Stop the media signing pool (the store and hasher are closed by their owners)."""
-        self.media.close()
+        """Stop the signing pool (the store and hasher are closed by their owners)."""
+        self.keys.close()
 
 
 async def build_services(config: Config, store: Store, hasher: PasswordHasher,
@@ -72,7 +74,9 @@ async def build_services(config: Config, store: Store, hasher: PasswordHasher,
     """
     counts = Counts() if counts is None else counts
     secret = config.secret_key.get_secret_value() if config.secret_key else None
-    keyring = Keyring(load_user_secret(secret, config.data_dir))
+    keys = SigningKeys(store, clock)
+    keyring = Keyring(load_user_secret(secret, config.data_dir),
+                      algorithm=config.tokens.algorithm, tenant_keys=keys)
     cache = IdentityCache(store, size=config.cache.size, basic_ttl=config.cache.basic_ttl,
                           counts=counts)
     await cache.start()
@@ -80,9 +84,10 @@ async def build_services(config: Config, store: Store, hasher: PasswordHasher,
     logins = PasswordCheck(config, store, hasher, clock, on_refused=audit.login_refused,
                            counts=counts)
     tokens = TokenService(config, store, keyring, clock, counts=counts)
-    media = MediaService(config, store, clock, cache, counts=counts)
+    media = MediaService(config, store, keys, clock, cache, counts=counts)
     return Services(
         store=store,
+        keys=keys,
         keyring=keyring,
         cache=cache,
         logins=logins,
@@ -90,5 +95,5 @@ async def build_services(config: Config, store: Store, hasher: PasswordHasher,
         tokens=tokens,
         media=media,
         audit=audit,
-        admin=Administration(store, hasher, tokens, media, audit, clock),
+        admin=Administration(store, hasher, tokens, keys, audit, clock),
     )

@@ -177,6 +177,8 @@ def test_unknown_key_is_named(data: dict[str, Any], key: str) -> None:
         ({"media": {"token": {"ipRange": ["10.0.0.0/33"]}}}, "media.token.ipRange.0"),
         ({"media": {"token": {"algorithm": "none"}}}, "media.token.algorithm"),
         ({"media": {"algorithms": ["HS256", "none"]}}, "media.algorithms.1"),
+        ({"tokens": {"algorithm": "RS384"}}, "tokens.algorithm"),
+        ({"tokens": {"algorithm": "none"}}, "tokens.algorithm"),
         ({"gateway": {"default_policy": "allow"}}, "gateway.default_policy"),
         ({"gateway": {"upstreams": [{"prefix": "media", "url": "http://x"}]}},
          "gateway.upstreams.0.prefix"),

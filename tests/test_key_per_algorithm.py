@@ -28,10 +28,11 @@ from jose import jwk
 from jose import jwt as jose_jwt
 
 from gateway.appkeys import STORE
-from gateway.media.keys import KEY_TYPE_OF
+from gateway.keys.material import KEY_TYPE_OF
 from gateway.resources import migrations_dir
 from gateway.storage.migrations import apply_postgresql_migrations, apply_sqlite_migrations, discover
 from tests.conftest import ADMIN_PASSWORD, TEST_SECRET
+from tests.jwks import key_set, kid_of, verified_by_pyjwt
 from tests.servers import clean_env, run_cli
 
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
@@ -50,25 +51,6 @@ async def check(client: Any, token: str) -> int:
     response = await client.post("/token/check", json={"token": token})
     status: int = response.status
     return status
-
-
-async def key_set(client: Any) -> pyjwt.PyJWKSet:
-    response = await client.get("/.well-known/jwks.json")
-    assert response.status == 200
-    return pyjwt.PyJWKSet.from_dict(await response.json())
-
-
-def verified_by_pyjwt(keys: pyjwt.PyJWKSet, token: str) -> dict[str, Any]:
-    """PyJWT's reading of a token: key by ``kid`` from the set, algorithm from that key."""
-    header = pyjwt.get_unverified_header(token)
-    key = keys[header["kid"]]
-    claims: dict[str, Any] = pyjwt.decode(token, key, algorithms=[header["alg"]],
-                                          issuer="gateway")
-    return claims
-
-
-def kid_of(token: str) -> str:
-    return str(pyjwt.get_unverified_header(token)["kid"])
 
 
 # The served JWKS

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from jose import jwt
 
-from gateway.appkeys import MEDIA, STORE
+from gateway.appkeys import SIGNING_KEYS, STORE
 from tests.conftest import ADMIN_PASSWORD, add_user
 
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
@@ -408,7 +408,7 @@ async def test_keys_are_made_on_first_need_one_per_algorithm(client):
 
 async def test_rotation_keeps_old_tokens_valid_and_signs_new_ones_with_the_new_key(client):
     old = (await issue(client, {"unique": False}))["token"]
-    retired, created = await client.app[MEDIA].rotate("default")
+    retired, created = await client.app[SIGNING_KEYS].rotate("default")
     assert len(retired) == 1 and len(created) == 1
     new = (await issue(client, {"unique": False}))["token"]
     assert jwt.get_unverified_header(new)["kid"] == created[0]

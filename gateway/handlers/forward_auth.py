@@ -69,6 +69,12 @@ def _original(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str | N
     return first
 
 
+def _original_uri(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str:
+    """The original path: ``/`` when no header names it; an empty one is a bad path (403)."""
+    uri = _original(headers, names)
+    return "/" if uri is None else uri
+
+
 def _original_url(request: web.Request, uri: str) -> str:
     """The URL the browser asked the proxy for, from X-Forwarded-Proto/-Host and the URI."""
     headers = request.headers
@@ -82,7 +88,7 @@ async def forward_auth(request: web.Request) -> web.Response:
     headers = request.headers
     source = request.app[SETTINGS].config.gateway.forward_auth.headers
     uri_headers, method_headers = _SOURCES[source]
-    uri = _original(headers, uri_headers) or "/"
+    uri = _original_uri(headers, uri_headers)
     method = _original(headers, method_headers) or request.method
     if request[CREDENTIALS] is None:
         # ?access_token=&x_key= ride on the original URL, which the proxy puts in a header.
@@ -124,7 +130,7 @@ def answer_from_cache(app: web.Application, request: web.BaseRequest) -> web.Res
         return None
     uri_headers, method_headers = _SOURCES[settings.config.gateway.forward_auth.headers]
     try:
-        uri = _original(headers, uri_headers) or "/"
+        uri = _original_uri(headers, uri_headers)
         method = _original(headers, method_headers) or request.method
         route = settings.rulebook.route(uri, method, tenant)
         decision = route.decision

@@ -18,7 +18,6 @@ from gateway.authz import may_introspect, may_revoke, require_identity
 from gateway.errors import BadRequest, Forbidden, Unauthenticated
 from gateway.handlers.common import public_origin, read_body
 from gateway.identity.credentials import Identity
-from gateway.tokens.claims import USER_TOKEN_ALGORITHM
 
 __all__ = ["introspect", "metadata", "revoke"]
 
@@ -97,6 +96,6 @@ async def metadata(request: web.Request) -> web.Response:
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "bearer"],
         # Not in RFC 8414's registry: what user and media tokens are signed with.
-        "token_signing_alg_values_supported": [USER_TOKEN_ALGORITHM],
+        "token_signing_alg_values_supported": [config.tokens.algorithm],
         "media_token_signing_alg_values_supported": list(config.media.algorithms),
     }, headers=NO_STORE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.appkeys import CLIENT_ADDRESS, MEDIA, SETTINGS, STORE, TENANT
+from gateway.appkeys import CLIENT_ADDRESS, MEDIA, SETTINGS, SIGNING_KEYS, STORE, TENANT
 from gateway.authz import authenticate, may_issue_media, require_address_claim, require_identity
 from gateway.errors import BadRequest, Forbidden, UnknownTenant
 from gateway.handlers.common import read_body
@@ -71,9 +71,10 @@ async def check(request: web.Request) -> web.Response:
 
 
 async def jwks(request: web.Request) -> web.Response:
-    """The tenant's public keys (tenant from ``X-TENANT-ID`` or ``?tenant=``)."""
+    """The tenant's public keys, of media tokens and RS256/ES256 user tokens (tenant from
+    ``X-TENANT-ID`` or ``?tenant=``)."""
     tenant = request.query.get("tenant") or request[TENANT]
     if tenant != request[TENANT] and not await request.app[STORE].tenant_exists(tenant):
         raise UnknownTenant(f"Unknown tenant {tenant[:64]!r}")
-    document = await request.app[MEDIA].jwks(tenant)
+    document = await request.app[SIGNING_KEYS].jwks(tenant)
     return web.json_response(document, headers={"Cache-Control": "public, max-age=60"})

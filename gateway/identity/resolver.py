@@ -158,7 +158,7 @@ class Resolver:
             if now > entry.expires:
                 cache.forget(token)
         cache.counts.cache_misses += 1
-        claims = decode_user_token(self._keyring, token, kinds=kinds, issuer=self._issuer,
+        claims = await decode_user_token(self._keyring, token, kinds=kinds, issuer=self._issuer,
                                    now=now, leeway=self._leeway)
         record, user = live(claims, await self._store.get_token_and_user(claims["jti"]))
         iat = claims["iat"]

@@ -1,1 +1,2 @@
-"""Media download tokens (seed 000): request parameters, tenant keys, issuing and checking."""
+"""Media download tokens (seed 000): request parameters, issuing and checking
+(with the tenants' keys of ``gateway.keys``)."""

@@ -1,4 +1,5 @@
-"""Media tokens at run time: tenant keys on first need, issuing, and the one check.
+"""Media tokens at run time: issuing with the tenant's keys (``gateway.keys``), and the one
+check.
 
 ``MediaService.check`` is the single enforcement function for a media token, used by
 ``POST /token/check`` and by the reverse-proxy paths. It applies, in order (docs/media-tokens.md):
@@ -10,15 +11,10 @@ exactly one use succeeds across every worker process.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from jose import jwt
 
 from gateway.authz import user_matches
 from gateway.config import Config
@@ -36,11 +32,11 @@ from gateway.errors import (
 )
 from gateway.identity.cache import CachedMedia, IdentityCache
 from gateway.identity.credentials import Identity
-from gateway.media.keys import MediaKeyCache, generate_key, public_jwk
+from gateway.keys.service import SigningKeys
 from gateway.media.params import MediaTokenRequest, address_allowed, build_claims, parse_ranges
 from gateway.metrics import Counts
 from gateway.netaddr import IPAddress
-from gateway.storage import AlreadyExists, KeyRecord, NewToken, Store
+from gateway.storage import AlreadyExists, NewToken, Store
 from gateway.tokens.claims import TokenKind, checked_header, decode_with
 
 __all__ = ["IssuedMediaToken", "MediaGrant", "MediaService"]
@@ -73,64 +69,23 @@ class MediaGrant:
 
 
 class MediaService:
-    """Issues and checks media tokens with per-tenant keys kept in the store."""
+    """Issues and checks media tokens with the tenants' signing keys."""
 
-    def __init__(self, config: Config, store: Store, clock: Callable[[], float],
-                 cache: IdentityCache | None = None, *, counts: Counts | None = None) -> None:
+    def __init__(self, config: Config, store: Store, keys: SigningKeys,
+                 clock: Callable[[], float], cache: IdentityCache | None = None, *,
+                 counts: Counts | None = None) -> None:
         self._config = config
         self._counts = Counts() if counts is None else counts
         self._store = store
+        self._keys = keys
         self._clock = clock
         self._cache = cache
-        self._key_objects = MediaKeyCache()
-        self._records: dict[str, KeyRecord] = {}
-        # RSA/EC signing of a burst runs here, not on the event loop.
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="media-sign")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-    # Keys
-
-    async def new_key(self, tenant: str, algorithm: str) -> KeyRecord:
-        """A fresh key of ``algorithm`` for ``tenant`` (generated off the event loop), not
-        yet stored."""
-        kid = f"{tenant}-{algorithm.lower()}-{secrets.token_hex(6)}"
-        private, public = await asyncio.get_running_loop().run_in_executor(
-            self._pool, generate_key, algorithm, kid
-        )
-        return KeyRecord(kid=kid, tenant=tenant, algorithm=algorithm, private_key=private,
-                         public_jwk=public, created_at=self._clock())
-
-    async def signing_key(self, tenant: str, algorithm: str) -> tuple[KeyRecord, object]:
-        """The tenant's active key for ``algorithm``, created on first need.
-
-        The active kid is read from the store on every issue, so a rotation by another
-        process (or the CLI) takes effect for the very next token.
-        """
-        record = await self._store.active_key(tenant, algorithm)
-        if record is None:
-            record = await self._store.add_first_key(await self.new_key(tenant, algorithm))
-        self._records[record.kid] = record
-        return record, self._key_objects.signing(record)
-
-    async def _verification_key(self, kid: object, algorithm: str) -> tuple[KeyRecord, object] | None:
-        if not isinstance(kid, str) or not kid or len(kid) > 200:
-            return None
-        record = self._records.get(kid)
-        if record is None:
-            record = await self._store.get_key(kid)
-            if record is None:
-                return None
-            self._records[kid] = record
-        key_object = self._key_objects.verifying(record, algorithm)
-        return None if key_object is None else (record, key_object)
 
     # Issuing
 
     async def issue(self, request: MediaTokenRequest, tenant: str) -> IssuedMediaToken:
         """Record and sign a media token; a ``kid`` already registered in the tenant is 400."""
-        record, key = await self.signing_key(tenant, request.algorithm)
+        record = await self._keys.signing_key(tenant, request.algorithm)
         issued_at = int(self._clock())
         jti = str(uuid.uuid4())
         claims = build_claims(request, jti=jti, tenant=tenant,
@@ -144,10 +99,7 @@ class MediaService:
         except AlreadyExists:
             raise BadRequest(f"kid {request.kid!r} is already registered in this tenant") from None
         self._counts.token_issued(TokenKind.MEDIA.value)
-        token: str = await asyncio.get_running_loop().run_in_executor(
-            self._pool, lambda: jwt.encode(claims, key, algorithm=request.algorithm,
-                                           headers={"kid": record.kid}),
-        )
+        token = await self._keys.sign(claims, record)
         return IssuedMediaToken(token=token, kid=request.kid, algorithm=request.algorithm,
                                 start_at=claims["nbf"], expires_at=claims["exp"])
 
@@ -164,7 +116,7 @@ class MediaService:
                 return found
         token, header = checked_header(token, self._config.media.algorithms)
         algorithm = str(header["alg"])
-        key = await self._verification_key(header.get("kid"), algorithm)
+        key = await self._keys.verification_key(header.get("kid"), algorithm)
         if key is None:
             raise InvalidToken()
         record, key_object = key
@@ -215,21 +167,3 @@ class MediaService:
         ):
             raise TokenUsed()
         return MediaGrant(claims=claims)
-
-    # Publishing
-
-    async def jwks(self, tenant: str) -> dict[str, Any]:
-        """The tenant's public keys, active and retired, each with ``kid``, ``alg`` and
-        ``use`` (HMAC secrets are never published)."""
-        published = (public_jwk(record) for record in await self._store.list_keys(tenant))
-        return {"keys": [key for key in published if key is not None]}
-
-    async def rotate(self, tenant: str) -> tuple[list[str], list[str]]:
-        """A new key for every algorithm the tenant has a key of; the old ones verify until
-        pruned. Returns (retired kids, new kids).
-        """
-        algorithms = sorted({record.algorithm for record in await self._store.list_keys(tenant)
-                             if record.retired_at is None})
-        new_keys = [await self.new_key(tenant, algorithm) for algorithm in algorithms]
-        retired = await self._store.rotate_keys(tenant, new_keys, self._clock())
-        return retired, [key.kid for key in new_keys]

@@ -1,1 +1,2 @@
-"""User tokens: claims and verification (pure), signing keys, and their lifecycle."""
+"""User tokens: claims and verification, their keys (the shared secret or the tenant's
+RS256/ES256 key), and their lifecycle."""

@@ -1,11 +1,12 @@
 """User JWTs (session, access, refresh, api): claims, signing and strict verification.
 
-Pure functions over a ``Keyring``; no aiohttp, no storage. Verification is strict:
-cap the length, read the header first, refuse any algorithm but HS256 and any
-``crit``/``jku``/``x5u``/``jwk``/``x5c``, find the key by ``kid`` in our keyring only, decode
-with an explicit algorithm list and issuer, then check times against an injected clock and
-the ``token_type`` claim ourselves (python-jose checks neither ``typ`` nor our kinds).
-Whether a token is revoked is the storage's business, by ``jti``.
+Functions over a ``Keyring`` (which finds the keys); no aiohttp, no SQL. Verification is
+strict: cap the length, read the header first, refuse any algorithm but the keyring's
+(``tokens.algorithm``) and any ``crit``/``jku``/``x5u``/``jwk``/``x5c``, find the key by
+``kid`` in our keyring only, decode with an explicit one-algorithm list and issuer, refuse
+a tenant key's token that claims another tenant, then check times against an injected
+clock and the ``token_type`` claim ourselves (python-jose checks neither ``typ`` nor our
+kinds). Whether a token is revoked is the storage's business, by ``jti``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from gateway.tokens.keyring import Keyring
 __all__ = [
     "DECODE_OPTIONS",
     "MAX_TOKEN_LENGTH",
-    "USER_TOKEN_ALGORITHM",
     "TokenKind",
     "checked_claims",
     "checked_header",
@@ -40,7 +40,6 @@ __all__ = [
 MAX_TOKEN_LENGTH = 8192
 #: Time claims are epoch seconds below this (they fit a signed 64-bit column).
 MAX_TIME = 2**63
-USER_TOKEN_ALGORITHM = "HS256"
 _REFUSED_HEADERS = frozenset({"crit", "jku", "x5u", "jwk", "x5c"})
 DECODE_OPTIONS = {
     # Times are checked below against the injected clock; python-jose would use time.time().
@@ -70,7 +69,7 @@ def new_jti() -> str:
     return str(uuid.uuid4())
 
 
-def issue_user_token(
+async def issue_user_token(
     keyring: Keyring,
     *,
     kind: TokenKind,
@@ -82,8 +81,10 @@ def issue_user_token(
     issued_at: int,
     expires_at: int,
     extra: dict[str, Any] | None = None,
-) -> str:
-    """Sign a user token of ``kind`` with the keyring's HS256 key; ``kid`` names the key."""
+) -> tuple[str, str | None]:
+    """Sign a user token of ``kind`` with the keyring's key for ``tenant``; ``kid`` names
+    the key. Returns (token, the kid of the tenant key that signed it, or None for the
+    shared secret)."""
     claims: dict[str, Any] = {
         "token_type": kind.value,
         "jti": jti,
@@ -98,13 +99,7 @@ def issue_user_token(
         claims["user_id"] = str(user_id)  # what stock SimpleJWT reads (its USER_ID_CLAIM)
     if extra:
         claims.update(extra)
-    token: str = jwt.encode(
-        claims,
-        keyring.signing_key,
-        algorithm=USER_TOKEN_ALGORITHM,
-        headers={"kid": keyring.user_kid},
-    )
-    return token
+    return await keyring.sign(claims, tenant)
 
 
 def is_time(value: object) -> TypeGuard[int]:
@@ -218,7 +213,7 @@ def decode_with(token: str, key: object, algorithm: str, issuer: str,
     return checked_claims(claims, kinds)
 
 
-def decode_user_token(
+async def decode_user_token(
     keyring: Keyring,
     token: object,
     *,
@@ -228,11 +223,14 @@ def decode_user_token(
     leeway: int = 0,
 ) -> dict[str, Any]:
     """Return the claims of a valid user token of one of ``kinds``, or raise InvalidToken."""
-    token, header = checked_header(token, (USER_TOKEN_ALGORITHM,))
-    key = keyring.user_key(header.get("kid"))
-    if key is None:
+    token, header = checked_header(token, (keyring.algorithm,))
+    found = await keyring.verification_key(header.get("kid"))
+    if found is None:
         raise InvalidToken()
-    claims = decode_with(token, key, USER_TOKEN_ALGORITHM, issuer, kinds)
+    key, owner = found
+    claims = decode_with(token, key, keyring.algorithm, issuer, kinds)
+    if owner is not None and claims["tenant"] != owner:
+        raise InvalidToken()  # a tenant's key signs only its own tenant's tokens
     exp, iat = claims["exp"], claims["iat"]
     nbf = claims.get("nbf", iat)
     if now > exp + leeway or iat > now + leeway or nbf > now + leeway:

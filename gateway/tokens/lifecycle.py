@@ -67,26 +67,32 @@ class TokenService:
 
     # Issuing
 
-    def _prepare(self, user: User, kind: TokenKind, lifetime: int, *, key: str | None = None,
-                 description: str | None = None, family_id: str | None = None,
-                 parent_jti: str | None = None) -> tuple[NewToken, IssuedToken]:
-        """Sign a token of ``kind`` and build its row; the caller records the row."""
+    async def _prepare(self, user: User, kind: TokenKind, lifetime: int, *,
+                       key: str | None = None, description: str | None = None,
+                       family_id: str | None = None,
+                       parent_jti: str | None = None) -> tuple[NewToken, IssuedToken]:
+        """Sign a token of ``kind`` and build its row; the caller records the row.
+
+        The row names the tenant key that signed the token (``signing_kid``, none for the
+        shared secret), so pruning keeps a retired key while the token may still be used.
+        """
         issued_at = int(self._clock())
         expires_at = issued_at + lifetime
         jti = new_jti()
         extra = None
         if kind is TokenKind.API:
             extra = {"jwt_token_id": jti, "jwt_token_description": description}
+        token, signing_kid = await issue_user_token(
+            self._keyring, kind=kind, jti=jti, user_id=user.id, username=user.username,
+            tenant=user.tenant, issuer=self._config.tokens.issuer,
+            issued_at=issued_at, expires_at=expires_at, extra=extra,
+        )
         row = NewToken(
             jti=jti, kind=kind.value, tenant=user.tenant, user_id=user.id,
             issued_at=issued_at, expires_at=expires_at,
             key_hash=None if key is None else hash_key(key),
             description=description, family_id=family_id, parent_jti=parent_jti,
-        )
-        token = issue_user_token(
-            self._keyring, kind=kind, jti=jti, user_id=user.id, username=user.username,
-            tenant=user.tenant, issuer=self._config.tokens.issuer,
-            issued_at=issued_at, expires_at=expires_at, extra=extra,
+            signing_kid=signing_kid,
         )
         return row, IssuedToken(token=token, jti=jti, issued_at=issued_at, expires_at=expires_at)
 
@@ -96,7 +102,7 @@ class TokenService:
 
         Raises ``Conflict`` when the user has a named token of that description already.
         """
-        row, issued = self._prepare(user, kind, lifetime, key=key, description=description)
+        row, issued = await self._prepare(user, kind, lifetime, key=key, description=description)
         try:
             await self._record([row], self._issued(user, [row], login=kind is TokenKind.SESSION))
         except AlreadyExists as exc:
@@ -115,9 +121,9 @@ class TokenService:
         """A seed-004 login: (refresh, access) of a new refresh family, recorded together."""
         lifetimes = self._config.tokens
         family = new_jti()
-        refresh_row, refresh = self._prepare(user, TokenKind.REFRESH, lifetimes.refresh_lifetime,
+        refresh_row, refresh = await self._prepare(user, TokenKind.REFRESH, lifetimes.refresh_lifetime,
                                              family_id=family)
-        access_row, access = self._prepare(user, TokenKind.ACCESS, lifetimes.access_lifetime,
+        access_row, access = await self._prepare(user, TokenKind.ACCESS, lifetimes.access_lifetime,
                                            family_id=family, parent_jti=refresh.jti)
         await self._record([refresh_row, access_row],
                            self._issued(user, [refresh_row, access_row], login=True))
@@ -136,13 +142,13 @@ class TokenService:
         assert record.family_id is not None
         now = self._clock()
         if not settings.rotate_refresh_tokens:
-            access_row, access = self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
+            access_row, access = await self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
                                                family_id=record.family_id, parent_jti=record.jti)
             await self._record([access_row], self._issued(user, [access_row]))
             return access, None
-        refresh_row, new_refresh = self._prepare(user, TokenKind.REFRESH, settings.refresh_lifetime,
+        refresh_row, new_refresh = await self._prepare(user, TokenKind.REFRESH, settings.refresh_lifetime,
                                                  family_id=record.family_id, parent_jti=record.jti)
-        access_row, access = self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
+        access_row, access = await self._prepare(user, TokenKind.ACCESS, settings.access_lifetime,
                                            family_id=record.family_id, parent_jti=new_refresh.jti)
         if settings.blacklist_after_rotation:
             rotated = await self._store.rotate_refresh(
@@ -233,7 +239,7 @@ class TokenService:
     async def _live_refresh(self, token: object, tenant: str) -> tuple[TokenRecord, User]:
         """A live refresh token's row, read from the store (never cached: rotation and
         reuse detection need its ``used_at`` as committed)."""
-        claims = decode_user_token(
+        claims = await decode_user_token(
             self._keyring, token, kinds=REFRESH_KINDS, issuer=self._config.tokens.issuer,
             now=self._clock(), leeway=self._config.tokens.leeway,
         )

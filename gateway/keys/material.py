@@ -1,4 +1,4 @@
-"""Tenant signing keys: new key material, and key objects built once.
+"""Key material: new keys, their published JWKs, and key objects built once.
 
 A key signs with exactly one algorithm (RFC 8725 §3.1): each tenant gets, on first need,
 an RSA 2048 key for each of RS256, RS384 and RS512, an EC P-256 key for ES256, an EC
@@ -19,7 +19,7 @@ from jose import jwk
 
 from gateway.storage import KeyRecord
 
-__all__ = ["KEY_TYPE_OF", "MediaKeyCache", "generate_key", "public_jwk"]
+__all__ = ["KEY_TYPE_OF", "KeyObjects", "generate_key", "public_jwk"]
 
 #: The kind of key material each algorithm signs with.
 KEY_TYPE_OF = {
@@ -86,7 +86,7 @@ def public_jwk(record: KeyRecord) -> dict[str, str] | None:
     return {**document, "kid": record.kid, "alg": record.algorithm, "use": "sig"}
 
 
-class MediaKeyCache:
+class KeyObjects:
     """One python-jose key object per (kid, algorithm), built once.
 
     Building a key object parses the PEM (milliseconds for RSA); signing with a prepared
