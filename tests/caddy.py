@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import IN_CI
+from tests.servers import stop_process, wait_listening
 
 CADDY = shutil.which("caddy") or next(
     (path for path in ("/usr/bin/caddy", "/usr/local/bin/caddy") if Path(path).exists()), None)
@@ -44,25 +43,9 @@ class Caddy:
         )
 
     async def wait_ready(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"caddy exited: {self.log.read_text(errors='replace')}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        pytest.fail("caddy did not start listening in 10 s")
+        await wait_listening(self.port, "caddy", self.process,
+                             lambda: self.log.read_text(errors="replace"))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGTERM)
         self._handle.close()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
 from tests.readme import on_loopback, readme_block
+from tests.servers import stop_process, wait_listening
 
 NGINX = shutil.which("nginx") or next(
     (path for path in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(path).exists()), None)
@@ -74,27 +73,11 @@ class Nginx:
         )
 
     async def wait_ready(self) -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                errors = self.process.stderr.read().decode() if self.process.stderr else ""
-                pytest.fail(f"nginx exited: {errors}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        pytest.fail("nginx did not start listening in 10 s")
+        stderr = self.process.stderr
+        await wait_listening(self.port, "nginx", self.process,
+                             lambda: stderr.read().decode() if stderr else "")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGQUIT)
         if self.process.stderr:
             self.process.stderr.close()

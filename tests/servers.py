@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -98,3 +99,31 @@ async def run_cli(config: Path, env: dict[str, str], *args: str,
         subprocess.run, [sys.executable, "-m", "gateway", *args, "--config", str(config)],
         input=stdin, capture_output=True, text=True, env=env, timeout=60, check=False,
     )
+
+
+async def wait_listening(port: int, name: str, process: subprocess.Popen[bytes],
+                         errors: Callable[[], str], seconds: float = 10) -> None:
+    """Poll until something accepts connections on ``port``; fail when ``process`` exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited: {errors()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    pytest.fail(f"{name} did not start listening in {seconds:g} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send ``signum`` and wait (kill after 10 s)."""
+    if process.poll() is None:
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

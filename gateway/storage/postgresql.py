@@ -40,7 +40,7 @@ from gateway.storage.base import StorageUnavailable
 from gateway.storage.changes import ChangeFeed
 from gateway.storage.connection import Connection, ConstraintViolation, Row
 from gateway.storage.migrations import apply_postgresql_migrations
-from gateway.storage.sqlstore import SQLStore
+from gateway.storage.sqlstore import SQLStore, finish_opening
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -308,11 +308,5 @@ async def open_postgresql_store(url: str, *, pool_size: int = 10, acquire_timeou
     except BaseException:
         await pool.close()
         raise
-    store = PostgreSQLStore(pool, feed, acquire_timeout=acquire_timeout)
-    if migrate:
-        try:
-            await store.fill_username_keys()
-        except BaseException:
-            await store.close()
-            raise
-    return store
+    return await finish_opening(PostgreSQLStore(pool, feed, acquire_timeout=acquire_timeout),
+                                migrate=migrate)

@@ -37,7 +37,7 @@ from gateway.resources import migrations_dir
 from gateway.storage.changes import ChangeFeed, EpochFile
 from gateway.storage.connection import Connection, ConstraintViolation, Row
 from gateway.storage.migrations import apply_sqlite_migrations
-from gateway.storage.sqlstore import SQLStore
+from gateway.storage.sqlstore import SQLStore, finish_opening
 
 __all__ = ["SQLiteConnection", "SQLiteStore", "open_sqlite_store"]
 
@@ -254,11 +254,6 @@ async def open_sqlite_store(path: Path, *, synchronous: str = "full",
     except BaseException:
         await writer.close()
         raise
-    store = SQLiteStore(writer, reader, EpochFile(path.with_name(path.name + ".epoch")))
-    if migrate:
-        try:
-            await store.fill_username_keys()
-        except BaseException:
-            await store.close()
-            raise
-    return store
+    return await finish_opening(
+        SQLiteStore(writer, reader, EpochFile(path.with_name(path.name + ".epoch"))),
+        migrate=migrate)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
+from typing import TypeVar
 
 from gateway.storage import repository as sql
 from gateway.storage.base import (
@@ -34,7 +35,9 @@ from gateway.storage.changes import ChangeFeed
 from gateway.storage.connection import Connection
 from gateway.usernames import username_key
 
-__all__ = ["SQLStore"]
+__all__ = ["SQLStore", "finish_opening"]
+
+StoreT = TypeVar("StoreT", bound="SQLStore")
 
 
 class SQLStore:
@@ -309,3 +312,15 @@ class SQLStore:
 
 def _user_change(scope: Scope, user_id: int, reason: str) -> Revocation:
     return Revocation(scope, str(user_id), reason, user_id)
+
+
+async def finish_opening(store: StoreT, *, migrate: bool) -> StoreT:
+    """``store``, just opened, once what the migrations cannot do in SQL is done (when
+    migrating: usernames' keys, ``SQLStore.fill_username_keys``); closed if that fails."""
+    if migrate:
+        try:
+            await store.fill_username_keys()
+        except BaseException:
+            await store.close()
+            raise
+    return store
