@@ -207,12 +207,18 @@ def sign_in(driver: Any, username: str, password: str) -> None:
 
 
 def _stale(old_page: Any) -> bool:
-    from selenium.common.exceptions import StaleElementReferenceException
+    """Whether the page ``old_page`` belonged to is gone (the browser navigated)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
     try:
         old_page.is_enabled()
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:
+        # Asked in the middle of the navigation, Chromium may say so in other words.
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
     return False
 
 
