@@ -16,7 +16,6 @@ then loads the file itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -35,7 +34,6 @@ log = logging.getLogger("gateway")
 
 #: The config sections a reload applies.
 RELOADABLE = frozenset({"gateway", "tenants", "login", "portal", "logging"})
-_LOCK = asyncio.Lock()
 
 
 def merge(running: Config, loaded: Config) -> tuple[Config, list[str]]:
@@ -59,8 +57,8 @@ def load_for_reload(path: str | Path | None, running: Config) -> tuple[Config, l
 
 async def reload_config(app: web.Application, path: str | Path | None) -> bool:
     """Reload ``app``'s config from ``path`` (see the module docstring); True when applied."""
-    async with _LOCK:  # two SIGHUPs in a row apply one after the other
-        settings = app[SETTINGS]
+    settings = app[SETTINGS]
+    async with settings.reloading:
         merged = load_for_reload(path, settings.config)
         if merged is None:
             return False

@@ -10,6 +10,8 @@ settings or the new ones, never a mix.
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.config import Config
 from gateway.portal.redirects import RedirectPolicy
 from gateway.proxy.rules import RuleBook
@@ -20,11 +22,13 @@ __all__ = ["Settings"]
 class Settings:
     """``config`` as requests see it, with the gateway rules and portal redirects compiled."""
 
-    __slots__ = ("config", "redirects", "rulebook")
+    __slots__ = ("config", "redirects", "reloading", "rulebook")
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.rulebook, self.redirects = _compiled(config)
+        #: Held by a reload (``gateway.reload``): two SIGHUPs in a row apply in turn.
+        self.reloading = asyncio.Lock()
 
     def replace(self, config: Config) -> None:
         """Serve ``config`` from the next request on."""
