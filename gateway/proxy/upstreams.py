@@ -45,7 +45,7 @@ class UpstreamResource(web.AbstractResource):
         return "{gateway.upstreams}"  # the route label of proxied requests in the metrics
 
     def url_for(self, **kwargs: str) -> URL:
-        raise NotImplementedError("upstream paths are the client's")
+        raise RuntimeError("the upstreams resource builds no URL: its paths are the client's")
 
     async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
         if find_upstream(self._settings.config.gateway.upstreams, request.path) is None:
@@ -53,7 +53,7 @@ class UpstreamResource(web.AbstractResource):
         return UrlMappingMatchInfo({}, self._route), {"*"}
 
     def add_prefix(self, prefix: str) -> None:
-        raise NotImplementedError("the upstreams resource takes no prefix")
+        raise RuntimeError("the upstreams resource cannot be mounted under a prefix")
 
     def get_info(self) -> _InfoDict:
         return {"prefix": "gateway.upstreams of the running config"}

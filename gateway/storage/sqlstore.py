@@ -13,6 +13,7 @@ write (the first root, login failures, key rotation), by a named lock
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from typing import TypeVar
@@ -40,21 +41,22 @@ __all__ = ["SQLStore", "finish_opening"]
 StoreT = TypeVar("StoreT", bound="SQLStore")
 
 
-class SQLStore:
+class SQLStore(abc.ABC):
     """The ``Store`` methods over a backend's ``_read`` and ``_write`` transactions."""
 
     feed: ChangeFeed
 
+    @abc.abstractmethod
     def _read(self) -> AsyncContextManager[Connection]:
         """A connection for reads (no transaction needed: each method reads once)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _write(self) -> AsyncContextManager[Connection]:
         """One atomic write, committed before the ``async with`` block's caller goes on."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Release the backend's connections and its change feed."""
 
     async def fill_username_keys(self) -> int:
         """Give every user without one its username key (rows older than the column);
