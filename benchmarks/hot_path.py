@@ -23,7 +23,10 @@ median req/s over the rounds, and its ratio is median(path) / median(bare) of th
 run; compare ratios between runs and machines, not req/s. A ratio of 0.75 means the
 gateway answers that path at three quarters of the rate at which aiohttp alone answers an
 empty 200. Goals: 0.75 for Bearer access, named token and session; 0.65 for media, Basic
-and verify. Each target is first asked once and must answer exactly 200 (201 for
+and verify. Beside each ratio the table gives the serving process's CPU time (user +
+system, from ``/proc``) per request and the CPU ratio (bare's over the path's): on a shared
+machine whose speed changes between runs it moves much less than req/s, which shows
+whether a change made the gateway cheaper; the req/s ratio stays the measure of the goal. Each target is first asked once and must answer exactly 200 (201 for
 ``POST /token``), else the run stops with exit status 2. During the runs wrk counts
 statuses of 400 and above ("non-2xx or 3xx") and socket errors; any of them is reported,
 with the statuses the gateway's access log shows for that run, and makes the exit status
@@ -107,6 +110,8 @@ class Target:
     goal: float | None = None
     #: The gateway's log, whose JSON access lines tell the status of failed requests.
     access_log: Path | None = None
+    #: The serving process, whose CPU time per request is measured (None: not measured).
+    pid: int | None = None
 
     @property
     def method(self) -> str:
@@ -125,6 +130,8 @@ class WrkRun:
     socket_errors: int
     #: Statuses other than 2xx in the gateway's access log during the run (gateway targets).
     log_statuses: dict[str, int] = field(default_factory=dict)
+    #: CPU time (user + system) of the serving process per request, in microseconds.
+    cpu_us: float | None = None
 
 
 # Processes and HTTP
@@ -361,7 +368,7 @@ def expect_json(port: int, method: str, path: str, statuses: set[int], **kwargs:
     return body
 
 
-def gateway_targets(port: int, log: Path) -> tuple[list[Target], str]:
+def gateway_targets(port: int, log: Path, pid: int | None = None) -> tuple[list[Target], str]:
     """Prepare every credential over HTTP; the gateway's measured targets, and the access token."""
     login = {"username": ADMIN, "password": PASSWORD}
     access = expect_json(port, "POST", "/api/token/", {200}, body=login)["access"]
@@ -371,7 +378,7 @@ def gateway_targets(port: int, log: Path) -> tuple[list[Target], str]:
     session = expect_json(port, "POST", "/login", {200}, body=login)
     media = expect_json(port, "POST", "/token", {200, 201}, headers={"Authorization": f"Bearer {access}"},
                         body={"unique": False, "expire": 3600, "algorithm": "RS256"})["token"]
-    common: dict[str, Any] = {"port": port, "baseline": "bare", "access_log": log}
+    common: dict[str, Any] = {"port": port, "baseline": "bare", "access_log": log, "pid": pid}
     return [
         Target("bearer_access", "GET /auth, Bearer access token", path="/auth", goal=0.75,
                headers={"Authorization": f"Bearer {access}", **NGINX_HEADERS}, **common),
@@ -415,6 +422,17 @@ def failed_statuses(log: Path, offset: int) -> dict[str, int]:
     return counts
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``); None if unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(wrk: str, target: Target, seconds: int) -> WrkRun:
     argv = [wrk, "-t1", f"-c{target.connections}", f"-d{seconds}s", "--timeout", "10s"]
     for name, value in target.headers.items():
@@ -425,11 +443,13 @@ def run_wrk(wrk: str, target: Target, seconds: int) -> WrkRun:
         env["WRK_BODY"] = target.body
     argv.append(target.url)
     log_offset = target.access_log.stat().st_size if target.access_log else 0
+    cpu_before = cpu_seconds(target.pid)
     try:
         completed = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60,
                                    check=False)
     except subprocess.TimeoutExpired:
         raise BenchmarkError(f"wrk did not finish on {target.label} within {seconds + 60} s") from None
+    cpu_after = cpu_seconds(target.pid)
     output = completed.stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     count = re.search(r"(\d+) requests in", output)
@@ -443,6 +463,8 @@ def run_wrk(wrk: str, target: Target, seconds: int) -> WrkRun:
         requests=int(count.group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(value) for value in errors.groups()) if errors else 0,
+        cpu_us=(None if cpu_before is None or cpu_after is None or not int(count.group(1))
+                else (cpu_after - cpu_before) / int(count.group(1)) * 1e6),
     )
     if result.non_2xx and target.access_log is not None:
         time.sleep(0.2)  # let the requests still in flight when wrk stopped be logged
@@ -455,6 +477,11 @@ def run_wrk(wrk: str, target: Target, seconds: int) -> WrkRun:
 
 def median_rate(runs: list[WrkRun]) -> float:
     return statistics.median(run.requests_per_second for run in runs)
+
+
+def median_cpu(runs: list[WrkRun]) -> float | None:
+    measured = [run.cpu_us for run in runs if run.cpu_us is not None]
+    return statistics.median(measured) if measured else None
 
 
 def merge(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -470,6 +497,10 @@ def describe(statuses: dict[str, int]) -> str:
     if not statuses:
         return ""
     return "; gateway access log: " + ", ".join(f"{count} x {status}" for status, count in statuses.items())
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def verdict(ratio: float, goal: float | None) -> str:
@@ -491,6 +522,8 @@ def report(targets: list[Target], runs: dict[str, list[WrkRun]], simplejwt: bool
             "non_2xx": sum(run.non_2xx for run in runs[target.key]),
             "socket_errors": sum(run.socket_errors for run in runs[target.key]),
             "failed_statuses_in_log": merge(run.log_statuses for run in runs[target.key]),
+            "cpu_us_per_request": [run.cpu_us for run in runs[target.key]],
+            "median_cpu_us_per_request": median_cpu(runs[target.key]),
         }
         if target.baseline is not None:
             entry["baseline"] = target.baseline
@@ -498,14 +531,19 @@ def report(targets: list[Target], runs: dict[str, list[WrkRun]], simplejwt: bool
             entry["goal"] = target.goal
         paths[target.key] = entry
 
-    print("\n| path | gateway req/s | bare req/s | ratio | goal |")
-    print("|---|---:|---:|---:|---|")
+    bare_cpu = paths["bare"]["median_cpu_us_per_request"]
+    print("\n| path | gateway req/s | bare req/s | ratio | goal | CPU µs/request | CPU ratio |")
+    print("|---|---:|---:|---:|---|---:|---:|")
     for target in targets:
         if target.baseline != "bare":
             continue
         entry = paths[target.key]
+        cpu = entry["median_cpu_us_per_request"]
+        cpu_ratio = bare_cpu / cpu if cpu and bare_cpu else None
+        entry["cpu_ratio"] = cpu_ratio
         print(f"| {target.label} | {entry['median_req_per_s']:.0f} | {medians['bare']:.0f} "
-              f"| {entry['ratio']:.2f} | {verdict(entry['ratio'], target.goal)} |")
+              f"| {entry['ratio']:.2f} | {verdict(entry['ratio'], target.goal)} "
+              f"| {_number(cpu)} (bare {_number(bare_cpu)}) | {_number(cpu_ratio, 2)} |")
     extras = [target for target in targets if target.baseline not in (None, "bare")]
     if extras or simplejwt:
         print("\n| measure | req/s | against | req/s | ratio | goal |")
@@ -582,11 +620,11 @@ def measure(arguments: argparse.Namespace, wrk: str, directory: Path, processes:
         wait_ready("gunicorn", gunicorn, gunicorn_log, simplejwt_port, "POST", "/api/token/verify/",
                    ready={200}, raw_body=json.dumps({"token": simplejwt_token_text}))
 
-    measured, access = gateway_targets(gateway_port, gateway_log)
+    measured, access = gateway_targets(gateway_port, gateway_log, gateway.pid)
     # The bare app gets the very request the Bearer path sends (same headers to parse), so
     # the ratio is what the gateway adds to aiohttp, not what a longer request costs.
     targets = [Target("bare", "GET /auth, bare aiohttp", bare_port, "/auth",
-                      dict(measured[0].headers)), *measured]
+                      dict(measured[0].headers), pid=bare.pid), *measured]
     if arguments.issue:
         targets += [
             Target("healthz", "GET /healthz", gateway_port, "/healthz", connections=16,

@@ -111,6 +111,11 @@ class AccessLogger(AbstractAccessLogger):
     the line is written with the next batch (``_Lines``), not by a logging handler.
     """
 
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        # Made in the worker process that serves with it: the pid is this process's.
+        self._end = f'"pid": {os.getpid()}}}\n'
+
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
@@ -127,8 +132,7 @@ class AccessLogger(AbstractAccessLogger):
             f'"status": {response.status}, "bytes": {response.body_length}, '
             f'"duration_ms": {time_taken * 1000:.2f}, '
             f'"client": {_address(client) if client is not None else _text(request.remote)}, '
-            f'"tenant": {_plain(tenant)}, '
-            f'"pid": {os.getpid()}}}\n'
+            f'"tenant": {_plain(tenant)}, {self._end}'
         )
 
 

@@ -18,6 +18,7 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDictProxy, istr
 
 from gateway.appkeys import (
     CLIENT_ADDRESS,
@@ -47,7 +48,7 @@ from gateway.errors import (
     status_for_path,
 )
 from gateway.identity.credentials import parse_credentials
-from gateway.netaddr import IPAddress
+from gateway.netaddr import ClientAddresses, IPAddress
 from gateway.storage import StorageUnavailable
 
 __all__ = ["MIDDLEWARES", "error_response"]
@@ -61,6 +62,12 @@ _HTTP_ERRORS: dict[int, type[GatewayError]] = {
     413: PayloadTooLarge,
 }
 DEFAULT_TENANT = "default"
+
+# Header names as multidict's ``istr``: looked up without case-folding them each time.
+_X_FORWARDED_FOR = istr("X-Forwarded-For")
+_X_REAL_IP = istr("X-Real-IP")
+_X_REQUEST_ID = istr("X-Request-ID")
+_X_TENANT_ID = istr("X-TENANT-ID")
 
 # Request ids: 32 hex digits, unique across processes (a random prefix per process, then a
 # counter) without the cost of a UUID each.
@@ -81,27 +88,27 @@ def error_response(request: web.Request, error: GatewayError, status: int) -> we
 
 def request_id(request: web.BaseRequest) -> str:
     """A sane client ``X-Request-ID``, else a new one."""
-    offered = request.headers.get("X-Request-ID")
+    offered = request.headers.get(_X_REQUEST_ID)
     if offered is not None and _REQUEST_ID.match(offered):
         return offered
     return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 
 
-def address_of_client(app: web.Application, request: web.BaseRequest) -> IPAddress | None:
+def address_of_client(addresses: ClientAddresses, request: web.BaseRequest) -> IPAddress | None:
     """The client's address, from forwarding headers only when the peer is a trusted proxy."""
     headers = request.headers
-    forwarded = headers.getall("X-Forwarded-For", ())
-    return app[CLIENT_ADDRESSES](
-        request.remote, ",".join(forwarded) if forwarded else None, headers.get("X-Real-IP"))
+    forwarded = headers.getall(_X_FORWARDED_FOR, None)
+    return addresses(request.remote, ",".join(forwarded) if forwarded else None,
+                     headers.get(_X_REAL_IP))
 
 
-def known_tenant(app: web.Application, request: web.BaseRequest) -> str | None:
-    """The tenant of ``X-TENANT-ID`` (absent: ``default``) when it is one seen to exist,
-    else None (``tenant_of`` decides, with a database read or a 400)."""
-    values = request.headers.getall("X-TENANT-ID", ())
-    if not values:
+def known_tenant(tenants: set[str], headers: CIMultiDictProxy[str]) -> str | None:
+    """The tenant of ``X-TENANT-ID`` (absent: ``default``) when it is one of ``tenants``
+    (those seen to exist), else None (``tenant_of`` decides, with a database read or a 400)."""
+    values = headers.getall(_X_TENANT_ID, None)
+    if values is None:
         return DEFAULT_TENANT
-    if len(values) == 1 and (tenant := values[0].strip()) in app[TENANTS_SEEN]:
+    if len(values) == 1 and (tenant := values[0].strip()) in tenants:
         return tenant
     return None
 
@@ -111,7 +118,7 @@ async def tenant_of(request: web.Request) -> str:
 
     Tenants are never deleted, so one seen to exist needs no database read again.
     """
-    known = known_tenant(request.app, request)
+    known = known_tenant(request.app[TENANTS_SEEN], request.headers)
     if known is not None:
         return known
     values = request.headers.getall("X-TENANT-ID")  # present: known_tenant answers absence
@@ -147,7 +154,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     rid = request_id(request)
     request[REQUEST_ID] = rid
     try:
-        request[CLIENT_ADDRESS] = address_of_client(request.app, request)
+        request[CLIENT_ADDRESS] = address_of_client(request.app[CLIENT_ADDRESSES], request)
         ORIGIN.set(Origin(request[CLIENT_ADDRESS], rid))  # for the audit events it causes
         request[TENANT] = await tenant_of(request)
         request[CREDENTIALS] = parse_credentials(request.headers, request.query)

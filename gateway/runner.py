@@ -11,9 +11,10 @@ peer; no header value is read.
 The same handler keeps reading the body of the request in progress during a drain
 (``_Connection.data_received``), which aiohttp stops doing once shutdown has begun.
 
-``/auth`` answers that the identity cache alone decides skip the app's router and
-middleware (``forward_auth.answer_from_cache``): on the hot path those cost as much as
-the answer itself.
+``/auth`` answers and token verifications that the identity cache alone decides skip
+the app's router and middleware (``forward_auth.CachedAnswers``,
+``access_refresh.CachedVerify``): on the hot path those cost as much as the answer
+itself.
 
 aiohttp has no public hook at that depth (``web.Application`` may not be subclassed, and
 its ``handler_args`` cannot name the handler class), so ``GatewayRunner`` builds the app's
@@ -46,10 +47,13 @@ def _error_for(status: int, exc: BaseException | None) -> GatewayError:
     return BadRequest("Malformed HTTP request")
 
 
-#: The path at the start of a request line. aiohttp's parser keeps nothing of a request it
-#: refuses, but the answer's status depends on the route (``status_for_path``): a refused
-#: ``/auth`` request is a 403, since nginx turns a 400 there into a 500 for its client.
-_REQUEST_PATH = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})")
+#: The path at the start of a request line, and the character after it when the chunk
+#: holds one. aiohttp's parser keeps nothing of a request it refuses, but the answer's
+#: status depends on the route (``status_for_path``): a refused ``/auth`` request is a
+#: 403, since nginx turns a 400 there into a 500 for its client.
+_REQUEST_LINE = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})[ ?#\r\n]?")
+_PATH_ENDS = frozenset(b" ?#\r\n")
+_VERIFY_PATHS = frozenset({"/api/token/verify/", "/api/token/verify"})
 
 
 class _Connection(web.RequestHandler):
@@ -57,18 +61,25 @@ class _Connection(web.RequestHandler):
     the body of a request in progress while the server drains."""
 
     _path = "/"  # of the latest request line seen on this connection
+    #: That request line up to the character after its path: a chunk that starts with the
+    #: very same bytes names the same path, and is not matched again (keep-alive clients
+    #: repeat their requests).
+    _line = b"\n"
 
     def data_received(self, data: bytes) -> None:
-        request_line = _REQUEST_PATH.match(data)
-        if request_line is not None:
-            self._path = request_line.group(1).decode("latin-1")
+        if not data.startswith(self._line):
+            request_line = _REQUEST_LINE.match(data)
+            if request_line is not None:
+                self._path = request_line.group(1).decode("latin-1")
+                line = request_line.group(0)
+                self._line = line if line[-1] in _PATH_ENDS else b"\n"
         # On SIGTERM aiohttp marks every connection closing and from then on drops what
         # arrives, even the rest of a body whose handler is waiting for it: a slowly
         # uploaded request would hang until the drain timeout and get no answer. The
         # request in progress keeps receiving its body; the closing flags still end the
         # connection after it, so no new request starts.
-        closing = self._close or self._force_close
-        if not (closing and self._request_in_progress and self.transport is not None):
+        if not ((self._close or self._force_close) and self._request_in_progress
+                and self.transport is not None):
             super().data_received(data)
             return
         marks = self._close, self._force_close
@@ -110,20 +121,25 @@ class _Server(web.Server):
 
 class GatewayRunner(web.AppRunner):
     """``web.AppRunner`` (same arguments) whose connections are ``_Connection``, and whose
-    ``/auth`` requests first try ``forward_auth.answer_from_cache``."""
+    ``/auth`` and token-verify requests first try what the caches alone can answer."""
 
     async def _make_server(self) -> web.Server:
-        from gateway.handlers.forward_auth import answer_from_cache
+        from gateway.handlers.access_refresh import CachedVerify
+        from gateway.handlers.forward_auth import CachedAnswers
 
-        server = await super()._make_server()
-        app, handle = self.app, server.request_handler
+        server = await super()._make_server()  # the app has started: its services exist
+        handle = server.request_handler
+        answer_from_cache = CachedAnswers(self.app)
+        verify_from_cache = CachedVerify(self.app)
 
         async def cache_first(request: web.BaseRequest) -> web.StreamResponse:
-            if request.path == "/auth":
-                answer = answer_from_cache(app, request)
-                if answer is not None:
-                    return answer
-            return await handle(request)
+            path = request.path
+            answer: web.StreamResponse | None = None
+            if path == "/auth":
+                answer = answer_from_cache(request)
+            elif path in _VERIFY_PATHS:
+                answer = await verify_from_cache(request)
+            return await handle(request) if answer is None else answer
 
         return _Server(cache_first, request_factory=server.request_factory,
                        handler_cancellation=server.handler_cancellation, loop=server._loop,

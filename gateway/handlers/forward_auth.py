@@ -17,37 +17,53 @@ nginx ``auth_request`` passes only a 401, so it gets the 401 with the sign-in UR
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qsl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs, parse_qsl
 
 from aiohttp import web
-from multidict import CIMultiDictProxy, MultiDict
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy, istr
 
 from gateway.appkeys import (
     CLIENT_ADDRESS,
+    CLIENT_ADDRESSES,
     COUNTS,
     CREDENTIALS,
+    MEDIA,
     REQUEST_ID,
     RESOLVER,
     SETTINGS,
     TENANT,
+    TENANTS_SEEN,
 )
+from gateway.config import Config
 from gateway.errors import ConflictingForwardHeaders, GatewayError, Unauthenticated
-from gateway.identity.credentials import parse_credentials
+from gateway.identity.cache import CachedToken
+from gateway.identity.credentials import Identity, parse_credentials
 from gateway.middlewares import address_of_client, known_tenant, request_id
+from gateway.netaddr import IPAddress
 from gateway.portal.browsers import navigation_sign_in, take_cookie
-from gateway.proxy.decision import authorize, identity_headers
-from gateway.proxy.rules import BadPath
+from gateway.proxy.decision import authorize, identity_headers, media_token
+from gateway.proxy.rules import BadPath, Decision
 
-__all__ = ["answer_from_cache", "forward_auth"]
+__all__ = ["CachedAnswers", "forward_auth"]
 
 
 #: Where the original request's URI and method are read, by ``gateway.forward_auth.headers``:
 #: nginx's headers (as the README's snippet sets them), Traefik's and Caddy's, or either.
 _SOURCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "nginx": (("X-Original-URI",), ("X-Original-Method",)),
-    "forwarded": (("X-Forwarded-Uri",), ("X-Forwarded-Method",)),
-    "auto": (("X-Original-URI", "X-Forwarded-Uri"), ("X-Original-Method", "X-Forwarded-Method")),
+    "nginx": ((istr("X-Original-URI"),), (istr("X-Original-Method"),)),
+    "forwarded": ((istr("X-Forwarded-Uri"),), (istr("X-Forwarded-Method"),)),
+    "auto": ((istr("X-Original-URI"), istr("X-Forwarded-Uri")),
+             (istr("X-Original-Method"), istr("X-Forwarded-Method"))),
 }
+
+
+_AUTHORIZATION = istr("Authorization")
+_X_KEY = istr("X-Key")
+_X_ACCESS_TOKEN = istr("X-Access-Token")
+_COOKIE = istr("Cookie")
+_NO_QUERY: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 
 
 def _original(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str | None:
@@ -58,15 +74,16 @@ def _original(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str | N
     X-Original-URI. Preferring either would let a client choose the path the rules see, so
     disagreeing values are refused, with a 403 (nginx turns a 400 into a 500).
     """
-    values = [value for name in names for value in headers.getall(name, ())]
-    if not values:
-        return None
-    first = values[0]
-    if any(value != first for value in values):
-        raise ConflictingForwardHeaders(
-            f"{' and '.join(names)} carry different values: only the proxy may set them "
-            "(gateway.forward_auth.headers names which headers it sets)")
-    return first
+    value: str | None = None
+    for name in names:
+        for candidate in headers.getall(name, ()):
+            if value is None:
+                value = candidate
+            elif candidate != value:
+                raise ConflictingForwardHeaders(
+                    f"{' and '.join(names)} carry different values: only the proxy may set "
+                    "them (gateway.forward_auth.headers names which headers it sets)")
+    return value
 
 
 def _original_uri(headers: CIMultiDictProxy[str], names: tuple[str, ...]) -> str:
@@ -107,47 +124,162 @@ async def forward_auth(request: web.Request) -> web.Response:
     return web.Response(status=200, headers=identity_headers)
 
 
-def answer_from_cache(app: web.Application, request: web.BaseRequest) -> web.Response | None:
-    """``/auth`` in its most common case, answered before aiohttp's router and middleware
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """Who a credential proved to be, the identity headers that go with it, and, for a
+    token, the cache entry that said so."""
+
+    identity: Identity
+    headers: dict[str, str]
+    config: Config
+    token: str = ""
+    entry: CachedToken | None = None
+
+
+#: What a token's answer is remembered under: Authorization, X-Key, X-Access-Token, tenant.
+_Key = tuple[str | None, str | None, str | None, str]
+
+
+class CachedAnswers:
+    """``/auth`` in its most common cases, answered before aiohttp's router and middleware
     (``runner.GatewayRunner`` calls it): a credential in the headers that the identity
-    cache holds and a rule that asks for nothing more than an identity.
+    cache holds and a rule that asks for nothing more than an identity; or a media URL
+    whose token's verified claims the cache holds, when the token alone decides.
 
     It runs the same steps as the middleware and ``forward_auth`` (request id, client
-    address, a tenant already known, credentials, the original request, the rule, the
-    cache) without an await, and gives up (None) at the first thing they would do
-    otherwise: a tenant to look up, no credential in the headers, disagreeing forward
-    headers, a bad path, a rule that denies, bypasses, wants a role the user lacks or
-    guards a media URL, a credential the cache does not hold or refuses, a feed that
-    moved. The full path then answers, and decides as it always does; so this changes how
-    fast the answer comes, never what it is.
+    address, a tenant already known, the original request, the rule, credentials, the
+    cache, the media checks) without an await, and gives up (None) at the first thing they
+    would do otherwise: a tenant to look up, repeated or disagreeing forward headers, a
+    bad path, a rule that denies, bypasses or wants a role the user lacks, no credential
+    in the headers, a credential the cache does not hold or refuses, a feed that moved, a
+    media token that is one-time, names a user, or fails a check. The full path then
+    answers, and decides as it always does; so this changes how fast the answer comes,
+    never what it is.
+
+    What a token proved is also remembered, under the exact header values that carried it
+    (Authorization, X-Key, X-Access-Token, tenant), and used again while
+    ``Resolver.still_cached`` holds for its cache entry and the config is the one its
+    headers were built with: a revocation drops the entry and a reload replaces the
+    config, and either sends the next request the long way. A different X-Key or token
+    spelling is another key, checked afresh. The rule is matched on every request. Basic
+    credentials are not remembered here (the key would hold the password); they go through
+    the identity cache's keyed hash each time. The memory is cleared when it reaches
+    ``size`` credentials.
     """
-    started = time.perf_counter()
-    settings = app[SETTINGS]
-    tenant = known_tenant(app, request)
-    headers = request.headers
-    credentials = parse_credentials(headers, request.query)
-    if tenant is None or credentials is None:
-        return None
-    uri_headers, method_headers = _SOURCES[settings.config.gateway.forward_auth.headers]
-    try:
-        uri = _original_uri(headers, uri_headers)
-        method = _original(headers, method_headers) or request.method
-        route = settings.rulebook.route(uri, method, tenant)
-        decision = route.decision
-        if decision.policy != "authenticated" or route.media_id is not None:
+
+    def __init__(self, app: web.Application, size: int = 4096) -> None:
+        self._settings = app[SETTINGS]
+        self._resolver = app[RESOLVER]
+        self._counts = app[COUNTS]
+        self._addresses = app[CLIENT_ADDRESSES]
+        self._tenants = app[TENANTS_SEEN]
+        self._size = size
+        self._known: dict[_Key, _Known] = {}
+        self._media_service = app[MEDIA]
+        self._media_tokens: dict[str, tuple[str | None, bool]] = {}
+
+    def __call__(self, request: web.BaseRequest) -> web.Response | None:
+        """The answer to an ``/auth`` request, or None: ask the full path."""
+        started = time.perf_counter()
+        headers = request.headers
+        tenant = known_tenant(self._tenants, headers)
+        if tenant is None:
             return None
-        identity = app[RESOLVER].cached(credentials, tenant)
-    except (GatewayError, BadPath):
-        return None
-    if identity is None or (decision.roles is not None
-                            and not decision.roles.intersection(identity.user.roles)):
-        return None
-    rid = request_id(request)
-    request[REQUEST_ID] = rid  # for the access line, as the middleware sets them
-    request[CLIENT_ADDRESS] = address_of_client(app, request)
-    request[TENANT] = tenant
-    answer = identity_headers(settings.config.gateway.headers, tenant, identity,
-                              identity.token.jti if identity.token else "")
-    answer["X-Request-ID"] = rid
-    app[COUNTS].request("/auth", request.method, 200, time.perf_counter() - started)
-    return web.Response(status=200, headers=answer)
+        settings = self._settings
+        config = settings.config
+        uri_headers, method_headers = _SOURCES[config.gateway.forward_auth.headers]
+        try:
+            uri = _original_uri(headers, uri_headers)
+            method = _original(headers, method_headers) or request.method
+            route = settings.rulebook.route(uri, method, tenant)
+        except (GatewayError, BadPath):
+            return None
+        decision = route.decision
+        if decision.policy != "authenticated":
+            return None
+        query = request.query if "?" in request.raw_path else _NO_QUERY
+        key: _Key = (headers.get(_AUTHORIZATION), headers.get(_X_KEY) or query.get("x_key"),
+                     headers.get(_X_ACCESS_TOKEN) or query.get("access_token"), tenant)
+        address = address_of_client(self._addresses, request)
+        if route.media_id is not None:
+            answer = self._media(headers, key, uri, route.media_id, decision, address, config)
+            if answer is None:
+                return None
+        else:
+            known = self._known.get(key)
+            if known is None or known.entry is None or known.config is not config \
+                    or not self._resolver.still_cached(known.token, known.entry):
+                known = self._learn(headers, query, key, config)
+                if known is None:
+                    return None
+            if decision.roles is not None and not decision.roles.intersection(
+                    known.identity.user.roles):
+                return None
+            answer = known.headers.copy()
+        rid = request_id(request)
+        request[REQUEST_ID] = rid  # for the access line, as the middleware sets them
+        request[CLIENT_ADDRESS] = address
+        request[TENANT] = tenant
+        answer["X-Request-ID"] = rid
+        self._counts.request("/auth", request.method, 200, time.perf_counter() - started)
+        return web.Response(status=200, headers=answer)
+
+    def _media(self, headers: CIMultiDictProxy[str], key: _Key, uri: str, media_id: str,
+                decision: Decision, address: IPAddress | None, config: Config) -> dict[str, str] | None:
+        """The identity headers of a media URL whose token passes from the cache alone
+        (``MediaService.cached_grant``), else None. Only a request with no user credential
+        of any kind (header, query, portal cookie) and a rule that wants no role: there the
+        full path would resolve nobody, and the token alone decides."""
+        if key[0] is not None or key[2] is not None or decision.roles is not None:
+            return None
+        if config.portal.enabled and _COOKIE in headers:
+            return None
+        token, credential_in_uri = self._media_token(uri)
+        if token is None or credential_in_uri:
+            return None
+        grant = self._media_service.cached_grant(token, tenant=key[3], address=address,
+                                                 media_id=media_id)
+        if grant is None:
+            return None
+        return identity_headers(config.gateway.headers, key[3], None, grant.kid)
+
+    def _media_token(self, uri: str) -> tuple[str | None, bool]:
+        """The media token in the original URI's query, and whether that query also carries
+        a user token (``access_token``), remembered per URI."""
+        found = self._media_tokens.get(uri)
+        if found is None:
+            query = parse_qs(uri.partition("?")[2], keep_blank_values=True)
+            found = media_token(query, None)[0], "access_token" in query
+            if len(self._media_tokens) >= self._size:
+                self._media_tokens.clear()
+            self._media_tokens[uri] = found
+        return found
+
+    def _learn(self, headers: CIMultiDictProxy[str], query: Mapping[str, str], key: _Key,
+               config: Config) -> _Known | None:
+        """What the identity cache says of the request's credentials (a token's answer is
+        remembered), else None."""
+        credentials = parse_credentials(headers, query)
+        if credentials is None:
+            return None
+        tenant = key[3]
+        try:
+            if credentials.scheme == "basic":
+                identity = self._resolver.cached(credentials, tenant)
+                entry = None
+            else:
+                entry = self._resolver.cached_token(credentials, tenant)
+                identity = None if entry is None else entry.identity
+        except GatewayError:
+            return None
+        if identity is None:
+            return None
+        answer = identity_headers(config.gateway.headers, tenant, identity,
+                                  identity.token.jti if identity.token else "")
+        if entry is None:
+            return _Known(identity, answer, config)
+        known = _Known(identity, answer, config, credentials.token, entry)
+        if len(self._known) >= self._size:
+            self._known.clear()
+        self._known[key] = known
+        return known

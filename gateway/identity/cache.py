@@ -32,7 +32,6 @@ and goes the slow way; it can never hit another token's entry. Size is bounded (
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 import time
@@ -162,6 +161,14 @@ class IdentityCache:
             tags.append(("family", record.family_id))
         self._put(token, entry, tuple(tags), epoch)
 
+    def holds(self, token: str, entry: CachedToken) -> bool:
+        """Whether ``entry`` is still the one held for ``token`` (marked recently used)."""
+        found = self._entries.get(token)
+        if found is None or found[0] is not entry:
+            return False
+        self._entries.move_to_end(token)
+        return True
+
     def forget(self, token: str) -> None:
         """Drop one entry (an expired one found on a hit)."""
         self._remove(token)
@@ -171,7 +178,7 @@ class IdentityCache:
     def basic_key(self, tenant: str, username: str, password: str) -> bytes:
         """The key a Basic credential is remembered under: an HMAC, never the password."""
         message = "\0".join((tenant, username, password)).encode("utf-8", "surrogatepass")
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        return hmac.digest(self._key, message, "sha256")
 
     def basic(self, key: bytes, now: float) -> Identity | None:
         found = self._get(key)

@@ -71,13 +71,22 @@ class Resolver:
         cache = self.cache
         if not cache.current():
             return None
-        scheme = credentials.scheme
-        if scheme == "basic":
+        if credentials.scheme == "basic":
             key = cache.basic_key(tenant, credentials.username, credentials.password)
             identity = cache.basic(key, self._clock())
             if identity is not None:
                 cache.counts.cache_hits += 1
             return identity
+        entry = self.cached_token(credentials, tenant)
+        return None if entry is None else entry.identity
+
+    def cached_token(self, credentials: Credentials, tenant: str) -> CachedToken | None:
+        """``cached`` for a token credential: the cache entry that answered, so that a
+        caller may remember what it decided and ask ``still_cached`` later."""
+        cache = self.cache
+        if not cache.current():
+            return None
+        scheme = credentials.scheme
         if scheme == "bearer":
             kinds, key_text = BEARER_KINDS, None
         elif scheme == "session":
@@ -90,7 +99,32 @@ class Resolver:
         if not entry.not_before <= self._clock() <= entry.expires:
             return None
         cache.counts.cache_hits += 1
-        return self._accept(entry, kinds, key_text, tenant)
+        self._accept(entry, kinds, key_text, tenant)
+        return entry
+
+    def still_cached(self, token: str, entry: CachedToken) -> bool:
+        """Whether ``entry``, which ``cached_token`` gave for ``token``, would be given again
+        now: no change announced since the cache last caught up, the same entry still
+        held (a revocation drops it; a re-read makes another), and within its lifetime."""
+        cache = self.cache
+        if not (cache.current() and cache.holds(token, entry)
+                and entry.not_before <= self._clock() <= entry.expires):
+            return False
+        cache.counts.cache_hits += 1
+        return True
+
+    def verified_in_cache(self, token: str, tenant: str) -> bool:
+        """True when the cache alone shows ``token`` to be a live access or refresh token of
+        ``tenant`` (``verify`` would pass it), with no await; False means ask ``verify``."""
+        cache = self.cache
+        if not cache.current():
+            return False
+        entry = cache.token(token)
+        if (entry is None or entry.kind not in VERIFY_KINDS or entry.tenant != tenant
+                or not entry.not_before <= self._clock() <= entry.expires):
+            return False
+        cache.counts.cache_hits += 1
+        return True
 
     async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:
         """The identity behind ``credentials`` on a request made for ``tenant``, or raise."""

@@ -24,12 +24,12 @@ from gateway.identity.credentials import Identity
 from gateway.proxy.rules import BadPath
 from gateway.tokens.claims import TokenKind
 
-__all__ = ["authorize", "identity_headers"]
+__all__ = ["MEDIA_QUERY_KEYS", "authorize", "identity_headers", "media_token"]
 
 MEDIA_QUERY_KEYS = ("signingKey", "token")
 
 
-def _media_token(query: Mapping[str, list[str]], authorization: str | None) -> tuple[str | None, bool]:
+def media_token(query: Mapping[str, list[str]], authorization: str | None) -> tuple[str | None, bool]:
     """The media token of a request, and whether it came from the Authorization header."""
     for key in MEDIA_QUERY_KEYS:
         values = query.get(key)
@@ -81,7 +81,7 @@ async def authorize(request: web.Request, *, uri: str, method: str) -> dict[str,
 
     if route.media_id is not None:
         query = parse_qs(uri.partition("?")[2], keep_blank_values=True)
-        token, from_header = _media_token(query, request.headers.get("Authorization"))
+        token, from_header = media_token(query, request.headers.get("Authorization"))
         if token is not None:
             async def user() -> Identity | None:
                 # A Bearer media token is no user credential; other credentials still count.
