@@ -17,16 +17,18 @@ HTTP, then runs ``wrk -t1 -c32`` (keep-alive) against:
   ``/media/<id>`` URL, and Basic;
 - ``POST /api/token/verify/`` with an access token (``benchmarks/post_json.lua``).
 
-The targets alternate: each round runs the bare app, then every gateway path, and the
-next round repeats, so a noisy neighbour slows both sides. The figure per path is the
-median req/s over the rounds, and its ratio is median(path) / median(bare) of the same
-run; compare ratios between runs and machines, not req/s. A ratio of 0.75 means the
+The targets alternate: in each round every gateway path runs right after a run of the
+bare app, and the next round repeats, so a noisy neighbour slows both sides of each pair
+(these machines change speed within minutes). The figure per path is the median req/s
+over the rounds, and its ratio is the median over the rounds of path / the bare run just
+before it; compare ratios between runs and machines, not req/s. A ratio of 0.75 means the
 gateway answers that path at three quarters of the rate at which aiohttp alone answers an
 empty 200. Goals: 0.75 for Bearer access, named token and session; 0.65 for media, Basic
 and verify. Beside each ratio the table gives the serving process's CPU time (user +
-system, from ``/proc``) per request and the CPU ratio (bare's over the path's): on a shared
-machine whose speed changes between runs it moves much less than req/s, which shows
-whether a change made the gateway cheaper; the req/s ratio stays the measure of the goal. Each target is first asked once and must answer exactly 200 (201 for
+system, from ``/proc``) per request and the CPU ratio (bare's over the path's, from the
+same pairs): req/s also falls when wrk or a neighbour takes the core, CPU per request
+only when the work per request grows or the CPU itself slows; the req/s ratio stays the
+measure of the goal. Each target is first asked once and must answer exactly 200 (201 for
 ``POST /token``), else the run stops with exit status 2. During the runs wrk counts
 statuses of 400 and above ("non-2xx or 3xx") and socket errors; any of them is reported,
 with the statuses the gateway's access log shows for that run, and makes the exit status
@@ -50,7 +52,7 @@ in the same rounds, and prints gateway verify / SimpleJWT verify as "N times Sim
 (goal 12 times). Needs the ``bench`` extra: ``pip install -e '.[test,bench]'``.
 
 Loopback only; every process started is stopped at the end and the temporary directory
-removed. The default run takes about two minutes, with ``--issue --simplejwt`` under three.
+removed. The default run takes about three minutes, with ``--issue --simplejwt`` about four.
 """
 
 from __future__ import annotations
@@ -509,7 +511,10 @@ def verdict(ratio: float, goal: float | None) -> str:
     return f"{goal:g} {'met' if ratio >= goal else 'MISSED'}"
 
 
-def report(targets: list[Target], runs: dict[str, list[WrkRun]], simplejwt: bool) -> dict[str, Any]:
+def report(targets: list[Target], runs: dict[str, list[WrkRun]],
+           pairs: dict[str, list[tuple[WrkRun, WrkRun]]], simplejwt: bool) -> dict[str, Any]:
+    """Print the tables; the per-path figures. Paths measured in pairs with the bare app
+    take their ratios from the pairs (median over rounds), others from the medians."""
     by_key = {target.key: target for target in targets}
     medians = {key: median_rate(value) for key, value in runs.items()}
     paths: dict[str, Any] = {}
@@ -529,6 +534,14 @@ def report(targets: list[Target], runs: dict[str, list[WrkRun]], simplejwt: bool
             entry["baseline"] = target.baseline
             entry["ratio"] = medians[target.key] / medians[target.baseline]
             entry["goal"] = target.goal
+        if pairs.get(target.key):
+            ratios = [path.requests_per_second / base.requests_per_second
+                      for base, path in pairs[target.key]]
+            entry["paired_ratios"] = ratios
+            entry["ratio"] = statistics.median(ratios)
+            cpu_ratios = [base.cpu_us / path.cpu_us for base, path in pairs[target.key]
+                          if base.cpu_us and path.cpu_us]
+            entry["cpu_ratio"] = statistics.median(cpu_ratios) if cpu_ratios else None
         paths[target.key] = entry
 
     bare_cpu = paths["bare"]["median_cpu_us_per_request"]
@@ -539,8 +552,7 @@ def report(targets: list[Target], runs: dict[str, list[WrkRun]], simplejwt: bool
             continue
         entry = paths[target.key]
         cpu = entry["median_cpu_us_per_request"]
-        cpu_ratio = bare_cpu / cpu if cpu and bare_cpu else None
-        entry["cpu_ratio"] = cpu_ratio
+        cpu_ratio = entry.get("cpu_ratio")
         print(f"| {target.label} | {entry['median_req_per_s']:.0f} | {medians['bare']:.0f} "
               f"| {entry['ratio']:.2f} | {verdict(entry['ratio'], target.goal)} "
               f"| {_number(cpu)} (bare {_number(bare_cpu)}) | {_number(cpu_ratio, 2)} |")
@@ -647,18 +659,26 @@ def measure(arguments: argparse.Namespace, wrk: str, directory: Path, processes:
         for target in targets:
             run_wrk(wrk, target, arguments.warmup)
     runs: dict[str, list[WrkRun]] = {target.key: [] for target in targets}
+    pairs: dict[str, list[tuple[WrkRun, WrkRun]]] = {target.key: [] for target in targets}
+    bare = targets[0]
     for round_number in range(1, arguments.rounds + 1):
-        for target in targets:
-            result = run_wrk(wrk, target, arguments.duration)
-            runs[target.key].append(result)
-            failed = (f"  ({result.non_2xx} non-2xx, {result.socket_errors} socket errors"
-                      f"{describe(result.log_statuses)})" if result.non_2xx or result.socket_errors else "")
-            print(f"round {round_number}/{arguments.rounds}  {target.label:<36} "
-                  f"{result.requests_per_second:9.0f} req/s{failed}", flush=True)
+        for target in targets[1:]:
+            # Each path against the bare app measured just before it (see the docstring).
+            sequence = [bare, target] if target.baseline == "bare" else [target]
+            for measured_target in sequence:
+                result = run_wrk(wrk, measured_target, arguments.duration)
+                runs[measured_target.key].append(result)
+                failed = (f"  ({result.non_2xx} non-2xx, {result.socket_errors} socket errors"
+                          f"{describe(result.log_statuses)})"
+                          if result.non_2xx or result.socket_errors else "")
+                print(f"round {round_number}/{arguments.rounds}  {measured_target.label:<36} "
+                      f"{result.requests_per_second:9.0f} req/s{failed}", flush=True)
+            if target.baseline == "bare":
+                pairs[target.key].append((runs["bare"][-1], runs[target.key][-1]))
         if gateway.poll() is not None:
             raise BenchmarkError(f"the gateway exited during round {round_number}:\n{tail(gateway_log)}")
 
-    paths = report(targets, runs, arguments.simplejwt)
+    paths = report(targets, runs, pairs, arguments.simplejwt)
     if arguments.json:
         Path(arguments.json).write_text(json.dumps({
             "duration_s": arguments.duration,

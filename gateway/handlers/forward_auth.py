@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import parse_qs, parse_qsl
 
 from aiohttp import web
@@ -39,7 +40,7 @@ from gateway.appkeys import (
 from gateway.config import Config
 from gateway.errors import ConflictingForwardHeaders, GatewayError, Unauthenticated
 from gateway.identity.cache import CachedToken
-from gateway.identity.credentials import Identity, parse_credentials
+from gateway.identity.credentials import Credentials, Identity, parse_credentials
 from gateway.middlewares import address_of_client, known_tenant, request_id
 from gateway.netaddr import IPAddress
 from gateway.portal.browsers import navigation_sign_in, take_cookie
@@ -138,6 +139,7 @@ class _Known:
 
 #: What a token's answer is remembered under: Authorization, X-Key, X-Access-Token, tenant.
 _Key = tuple[str | None, str | None, str | None, str]
+_Memory = TypeVar("_Memory", _Key, bytes)
 
 
 class CachedAnswers:
@@ -175,6 +177,7 @@ class CachedAnswers:
         self._tenants = app[TENANTS_SEEN]
         self._size = size
         self._known: dict[_Key, _Known] = {}
+        self._known_basic: dict[bytes, _Known] = {}
         self._media_service = app[MEDIA]
         self._media_tokens: dict[str, tuple[str | None, bool]] = {}
 
@@ -263,23 +266,36 @@ class CachedAnswers:
         if credentials is None:
             return None
         tenant = key[3]
+        if credentials.scheme == "basic":
+            return self._basic(credentials, tenant, config)
         try:
-            if credentials.scheme == "basic":
-                identity = self._resolver.cached(credentials, tenant)
-                entry = None
-            else:
-                entry = self._resolver.cached_token(credentials, tenant)
-                identity = None if entry is None else entry.identity
+            entry = self._resolver.cached_token(credentials, tenant)
         except GatewayError:
             return None
-        if identity is None:
-            return None
-        answer = identity_headers(config.gateway.headers, tenant, identity,
-                                  identity.token.jti if identity.token else "")
         if entry is None:
-            return _Known(identity, answer, config)
-        known = _Known(identity, answer, config, credentials.token, entry)
-        if len(self._known) >= self._size:
-            self._known.clear()
-        self._known[key] = known
+            return None
+        identity = entry.identity
+        known = _Known(identity, identity_headers(config.gateway.headers, tenant, identity,
+                                                  identity.token.jti if identity.token else ""),
+                       config, credentials.token, entry)
+        self._remember(self._known, key, known)
         return known
+
+    def _basic(self, credentials: Credentials, tenant: str, config: Config) -> _Known | None:
+        """A Basic credential's identity from the cache, its headers remembered under the
+        cache's keyed hash (never under the header, which holds the password)."""
+        found = self._resolver.cached_basic(credentials, tenant)
+        if found is None:
+            return None
+        digest, identity = found
+        known = self._known_basic.get(digest)
+        if known is None or known.identity is not identity or known.config is not config:
+            known = _Known(identity, identity_headers(config.gateway.headers, tenant, identity, ""),
+                           config)
+            self._remember(self._known_basic, digest, known)
+        return known
+
+    def _remember(self, memory: dict[_Memory, _Known], key: _Memory, known: _Known) -> None:
+        if len(memory) >= self._size:
+            memory.clear()
+        memory[key] = known

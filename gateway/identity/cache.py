@@ -3,8 +3,8 @@
 A user token (access, api, session) whose signature, claims, row and user were checked
 once is answered from memory afterwards: no JWT decode, no SQL. So is a media token's
 verified signature (its per-use checks still run), and a Basic credential, remembered
-under an HMAC of tenant, username and password with a random per-process key (never the
-password itself) for ``cache.basic_ttl``.
+under a keyed hash (BLAKE2s in its keyed mode, a MAC) of tenant, username and password
+with a random per-process key (never the password itself) for ``cache.basic_ttl``.
 
 What invalidates an entry, and why no request sees a stale one:
 
@@ -25,14 +25,14 @@ What invalidates an entry, and why no request sees a stale one:
 - A feed that cannot be trusted (``current()`` None) turns every lookup into a miss, and
   a process that finds log rows it needed already pruned drops everything.
 
-Keys are the exact token text (or the HMAC digest): a different spelling of a token misses
+Keys are the exact token text (or the keyed hash): a different spelling of a token misses
 and goes the slow way; it can never hit another token's entry. Size is bounded (LRU).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import hashlib
 import secrets
 import time
 from collections import OrderedDict
@@ -176,9 +176,12 @@ class IdentityCache:
     # Basic credentials
 
     def basic_key(self, tenant: str, username: str, password: str) -> bytes:
-        """The key a Basic credential is remembered under: an HMAC, never the password."""
+        """The key a Basic credential is remembered under: a MAC, never the password.
+
+        Keyed BLAKE2s rather than HMAC-SHA256: as strong a MAC, and a third of the cost
+        (this runs on every Basic request)."""
         message = "\0".join((tenant, username, password)).encode("utf-8", "surrogatepass")
-        return hmac.digest(self._key, message, "sha256")
+        return hashlib.blake2s(message, key=self._key).digest()
 
     def basic(self, key: bytes, now: float) -> Identity | None:
         found = self._get(key)

@@ -68,17 +68,24 @@ class Resolver:
         first), or credentials the cache does not answer. A cached entry that refuses
         (another tenant, a wrong X-Key) raises as ``resolve`` would.
         """
+        if credentials.scheme == "basic":
+            found = self.cached_basic(credentials, tenant)
+            return None if found is None else found[1]
+        entry = self.cached_token(credentials, tenant)
+        return None if entry is None else entry.identity
+
+    def cached_basic(self, credentials: Credentials, tenant: str) -> tuple[bytes, Identity] | None:
+        """``cached`` for a Basic credential, with the keyed hash it is remembered under
+        (the same identity object comes back while the cache entry stands)."""
         cache = self.cache
         if not cache.current():
             return None
-        if credentials.scheme == "basic":
-            key = cache.basic_key(tenant, credentials.username, credentials.password)
-            identity = cache.basic(key, self._clock())
-            if identity is not None:
-                cache.counts.cache_hits += 1
-            return identity
-        entry = self.cached_token(credentials, tenant)
-        return None if entry is None else entry.identity
+        key = cache.basic_key(tenant, credentials.username, credentials.password)
+        identity = cache.basic(key, self._clock())
+        if identity is None:
+            return None
+        cache.counts.cache_hits += 1
+        return key, identity
 
     def cached_token(self, credentials: Credentials, tenant: str) -> CachedToken | None:
         """``cached`` for a token credential: the cache entry that answered, so that a
