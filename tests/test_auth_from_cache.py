@@ -207,7 +207,7 @@ async def test_media_urls_answer_as_the_full_path(servers: tuple[str, str], cloc
         users = {"nobody": {}, "admin": admin, "garbage": {"Authorization": "Bearer not.a.token"},
                  "another tenant": {"X-TENANT-ID": "acme"}}
         passed = 0
-        for rounds in range(2):  # the second round after the short token expired
+        for _ in range(2):  # the second round after the short token expired
             for token in tokens.values():
                 for path in ("/media/28", "/media/29", "/closed/media/28", "/staff/media/28"):
                     for param in ("signingKey", "token"):

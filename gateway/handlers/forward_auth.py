@@ -163,10 +163,10 @@ class CachedAnswers:
     ``Resolver.still_cached`` holds for its cache entry and the config is the one its
     headers were built with: a revocation drops the entry and a reload replaces the
     config, and either sends the next request the long way. A different X-Key or token
-    spelling is another key, checked afresh. The rule is matched on every request. Basic
-    credentials are not remembered here (the key would hold the password); they go through
-    the identity cache's keyed hash each time. The memory is cleared when it reaches
-    ``size`` credentials.
+    spelling is another key, checked afresh. The rule is matched on every request. A Basic
+    credential's headers are remembered under the identity cache's keyed hash of it (never
+    under the header, which holds the password), while the cache gives the same identity
+    for that hash. Each memory is cleared when it reaches ``size`` entries.
     """
 
     def __init__(self, app: web.Application, size: int = 4096) -> None:
