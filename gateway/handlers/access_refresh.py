@@ -123,7 +123,11 @@ class CachedVerify:
         if tenant is None:
             return None
         try:
-            body = json.loads((await request.read()).decode("utf-8"))
+            raw = await request.read()
+        except Exception:  # a body cut short: the full path reads it again and answers that
+            return None
+        try:
+            body = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             return None
         if type(body) is not dict or len(body) != 1:
