@@ -175,9 +175,18 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             _count(request, exc.status, started)
             raise
         response = _mapped(request, exc)
-    except Exception:
-        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, rid)
-        response = error_response(request, InternalError(), 500)
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and (request.transport is None
+                                                 or request.transport.is_closing()):
+            # The client went away during the request (a body cut short): its fault, and
+            # nobody is left to read the answer (aiohttp gives up writing it quietly).
+            log.info("request %s: the client closed the connection", rid)
+            response = error_response(
+                request, BadRequest("The connection closed before the request was read"), 400)
+        else:
+            log.exception("unhandled error on %s %s (request %s)", request.method, request.path,
+                          rid)
+            response = error_response(request, InternalError(), 500)
     response.headers["X-Request-ID"] = rid
     _count(request, response.status, started)
     return response

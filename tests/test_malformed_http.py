@@ -123,3 +123,25 @@ async def test_malformed_http_on_auth_is_a_json_403(port, request_bytes):
     assert headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"] == "bad_request"
     assert SECRET.encode() not in body and BASIC.encode() not in body
+
+
+@pytest.mark.parametrize("path", ["/api/token/", "/api/token/verify/", "/login"])
+async def test_a_body_cut_short_is_no_server_error(port, caplog, path):
+    """A client that closes the connection in the middle of its body is gone, not a bug:
+    no 'unhandled error', no traceback, and the server keeps serving."""
+    caplog.set_level(logging.INFO)
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"POST {path} HTTP/1.1\r\n".encode() + HOST
+                 + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(100):  # until the server has seen the connection end
+        if "closed the connection" in caplog.text:
+            break
+        await asyncio.sleep(0.02)
+    assert "closed the connection" in caplog.text
+    assert "unhandled error" not in caplog.text and "Traceback" not in caplog.text
+    status, _, _ = await exchange(port, b"GET /healthz HTTP/1.1\r\n" + HOST
+                                  + b"Connection: close\r\n\r\n")
+    assert status == 200
