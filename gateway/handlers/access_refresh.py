@@ -140,7 +140,8 @@ class CachedVerify:
         request[CLIENT_ADDRESS] = address_of_client(self._addresses, request)
         request[TENANT] = tenant
         self._counts.request(request.path, "POST", 200, time.perf_counter() - started)
-        return web.json_response({}, headers={"X-Request-ID": rid})
+        return web.Response(body=b"{}", content_type="application/json", charset="utf-8",
+                            headers={"X-Request-ID": rid})
 
 
 async def blacklist(request: web.Request) -> web.Response:
