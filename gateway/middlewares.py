@@ -94,6 +94,17 @@ def request_id(request: web.BaseRequest) -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 
 
+def record_early_answer(request: web.BaseRequest, address: IPAddress | None, tenant: str) -> str:
+    """For an answer given before the middleware (``runner.GatewayRunner``): the request id,
+    client address and tenant stored as the chain stores them, for the access line. Returns
+    the request id."""
+    rid = request_id(request)
+    request[REQUEST_ID] = rid
+    request[CLIENT_ADDRESS] = address
+    request[TENANT] = tenant
+    return rid
+
+
 def address_of_client(addresses: ClientAddresses, request: web.BaseRequest) -> IPAddress | None:
     """The client's address, from forwarding headers only when the peer is a trusted proxy."""
     headers = request.headers

@@ -13,11 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.appkeys import (
-    CLIENT_ADDRESS,
     CLIENT_ADDRESSES,
     COUNTS,
     LOGINS,
-    REQUEST_ID,
     RESOLVER,
     TENANT,
     TENANTS_SEEN,
@@ -25,7 +23,7 @@ from gateway.appkeys import (
 )
 from gateway.errors import FieldErrors, InvalidCredentials, UserNotFound
 from gateway.handlers.common import address_of, read_body
-from gateway.middlewares import address_of_client, known_tenant, request_id
+from gateway.middlewares import address_of_client, known_tenant, record_early_answer
 
 __all__ = ["CachedVerify", "blacklist", "obtain", "refresh", "verify"]
 
@@ -135,10 +133,7 @@ class CachedVerify:
         token = body.get("token")
         if type(token) is not str or not self._resolver.verified_in_cache(token, tenant):
             return None
-        rid = request_id(request)
-        request[REQUEST_ID] = rid  # for the access line, as the middleware sets them
-        request[CLIENT_ADDRESS] = address_of_client(self._addresses, request)
-        request[TENANT] = tenant
+        rid = record_early_answer(request, address_of_client(self._addresses, request), tenant)
         self._counts.request(request.path, "POST", 200, time.perf_counter() - started)
         return web.Response(body=b"{}", content_type="application/json", charset="utf-8",
                             headers={"X-Request-ID": rid})

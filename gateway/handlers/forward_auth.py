@@ -26,22 +26,19 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy, istr
 
 from gateway.appkeys import (
-    CLIENT_ADDRESS,
     CLIENT_ADDRESSES,
     COUNTS,
     CREDENTIALS,
     MEDIA,
-    REQUEST_ID,
     RESOLVER,
     SETTINGS,
-    TENANT,
     TENANTS_SEEN,
 )
 from gateway.config import Config
 from gateway.errors import ConflictingForwardHeaders, GatewayError, Unauthenticated
 from gateway.identity.cache import CachedToken
 from gateway.identity.credentials import Credentials, Identity, parse_credentials
-from gateway.middlewares import address_of_client, known_tenant, request_id
+from gateway.middlewares import address_of_client, known_tenant, record_early_answer
 from gateway.netaddr import IPAddress
 from gateway.portal.browsers import navigation_sign_in, take_cookie
 from gateway.proxy.decision import authorize, identity_headers, media_token
@@ -219,11 +216,7 @@ class CachedAnswers:
                     known.identity.user.roles):
                 return None
             answer = known.headers.copy()
-        rid = request_id(request)
-        request[REQUEST_ID] = rid  # for the access line, as the middleware sets them
-        request[CLIENT_ADDRESS] = address
-        request[TENANT] = tenant
-        answer["X-Request-ID"] = rid
+        answer["X-Request-ID"] = record_early_answer(request, address, tenant)
         self._counts.request("/auth", request.method, 200, time.perf_counter() - started)
         return web.Response(status=200, headers=answer)
 

@@ -90,9 +90,6 @@ class Resolver:
     def cached_token(self, credentials: Credentials, tenant: str) -> CachedToken | None:
         """``cached`` for a token credential: the cache entry that answered, so that a
         caller may remember what it decided and ask ``still_cached`` later."""
-        cache = self.cache
-        if not cache.current():
-            return None
         scheme = credentials.scheme
         if scheme == "bearer":
             kinds, key_text = BEARER_KINDS, None
@@ -100,13 +97,23 @@ class Resolver:
             kinds, key_text = SESSION_KINDS, credentials.key
         else:
             return None
-        entry = cache.token(credentials.token)
-        if entry is None or entry.kind not in kinds:
+        entry = self._live_entry(credentials.token, kinds)
+        if entry is None:
             return None
-        if not entry.not_before <= self._clock() <= entry.expires:
-            return None
-        cache.counts.cache_hits += 1
+        self.cache.counts.cache_hits += 1
         self._accept(entry, kinds, key_text, tenant)
+        return entry
+
+    def _live_entry(self, token: str, kinds: frozenset[TokenKind]) -> CachedToken | None:
+        """The cache's entry for ``token`` when the cache is current, the entry of one of
+        ``kinds`` and within its lifetime (no await, nothing counted)."""
+        cache = self.cache
+        if not cache.current():
+            return None
+        entry = cache.token(token)
+        if entry is None or entry.kind not in kinds \
+                or not entry.not_before <= self._clock() <= entry.expires:
+            return None
         return entry
 
     def still_cached(self, token: str, entry: CachedToken) -> bool:
@@ -123,14 +130,10 @@ class Resolver:
     def verified_in_cache(self, token: str, tenant: str) -> bool:
         """True when the cache alone shows ``token`` to be a live access or refresh token of
         ``tenant`` (``verify`` would pass it), with no await; False means ask ``verify``."""
-        cache = self.cache
-        if not cache.current():
+        entry = self._live_entry(token, VERIFY_KINDS)
+        if entry is None or entry.tenant != tenant:
             return False
-        entry = cache.token(token)
-        if (entry is None or entry.kind not in VERIFY_KINDS or entry.tenant != tenant
-                or not entry.not_before <= self._clock() <= entry.expires):
-            return False
-        cache.counts.cache_hits += 1
+        self.cache.counts.cache_hits += 1
         return True
 
     async def resolve(self, credentials: Credentials, tenant: str, address: str) -> Identity:

@@ -24,7 +24,7 @@ from gateway.identity.credentials import Identity
 from gateway.proxy.rules import BadPath
 from gateway.tokens.claims import TokenKind
 
-__all__ = ["MEDIA_QUERY_KEYS", "authorize", "identity_headers", "media_token"]
+__all__ = ["authorize", "identity_headers", "media_token"]
 
 MEDIA_QUERY_KEYS = ("signingKey", "token")
 
