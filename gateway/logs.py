@@ -104,36 +104,47 @@ def flush_access_log() -> None:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One JSON line per request: id, method, path, status, size, duration, client, tenant, pid.
-
-    Built without ``json.dumps`` of a dict: only the path and the client may hold
-    characters that need escaping (the request id, method and tenant were validated), and
-    the line is written with the next batch (``_Lines``), not by a logging handler.
-    """
-
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
-        super().__init__(logger, log_format)
-        # Made in the worker process that serves with it: the pid is this process's.
-        self._end = f'"pid": {os.getpid()}}}\n'
+    """One JSON line per request (``access_line``)."""
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float) -> None:
-        # The request id (validated or ours), the method (an HTTP token) and the tenant
-        # (validated) need no escaping; the path and a unix-socket peer may.
-        client = request.get(CLIENT_ADDRESS)
-        tenant = request.get(TENANT)
-        _access_lines.add(
-            f'{{"ts": {time.time():.3f}, '
-            f'"request_id": {_plain(request.get(REQUEST_ID))}, '
-            f'"method": "{request.method}", "path": {_quoted(request.path)}, '
-            f'"status": {response.status}, "bytes": {response.body_length}, '
-            f'"duration_ms": {time_taken * 1000:.2f}, '
-            f'"client": {_address(client) if client is not None else _text(request.remote)}, '
-            f'"tenant": {_plain(tenant)}, {self._end}'
-        )
+        access_line(request.get(REQUEST_ID), request.method, request.path, response.status,
+                    response.body_length, time_taken, request.get(CLIENT_ADDRESS), request.remote,
+                    request.get(TENANT))
+
+
+_PID = os.getpid()
+
+
+def _forked() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def access_line(request_id: str | None, method: str, path: str, status: int, size: int,
+                seconds: float, client: IPAddress | None, peer: str | None,
+                tenant: str | None) -> None:
+    """Add one request's access line: id, method, path, status, size, duration, client,
+    tenant, pid (``AccessLogger``; ``runner._Connection`` for the answers it writes
+    itself). ``client`` is the address the chain found, else ``peer`` is logged.
+
+    Built without ``json.dumps`` of a dict: only the path and the peer may hold characters
+    that need escaping (the request id, method and tenant were validated), and the line
+    is written with the next batch (``_Lines``), not by a logging handler.
+    """
+    _access_lines.add(
+        f'{{"ts": {time.time():.3f}, "request_id": {_plain(request_id)}, '
+        f'"method": "{method}", "path": {_quoted(path)}, '
+        f'"status": {status}, "bytes": {size}, "duration_ms": {seconds * 1000:.2f}, '
+        f'"client": {_address(client) if client is not None else _text(peer)}, '
+        f'"tenant": {_plain(tenant)}, "pid": {_PID}}}\n'
+    )
 
 
 def _plain(text: str | None) -> str:

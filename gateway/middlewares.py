@@ -86,31 +86,30 @@ def error_response(request: web.Request, error: GatewayError, status: int) -> we
     return response
 
 
-def request_id(request: web.BaseRequest) -> str:
-    """A sane client ``X-Request-ID``, else a new one."""
-    offered = request.headers.get(_X_REQUEST_ID)
+def request_id(headers: CIMultiDictProxy[str]) -> str:
+    """A sane client ``X-Request-ID`` (it goes out in headers and log lines as it is), else
+    a new one."""
+    offered = headers.get(_X_REQUEST_ID)
     if offered is not None and _REQUEST_ID.match(offered):
         return offered
     return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 
 
-def record_early_answer(request: web.BaseRequest, address: IPAddress | None, tenant: str) -> str:
+def record_early_answer(request: web.BaseRequest, rid: str, address: IPAddress | None,
+                        tenant: str) -> None:
     """For an answer given before the middleware (``runner.GatewayRunner``): the request id,
-    client address and tenant stored as the chain stores them, for the access line. Returns
-    the request id."""
-    rid = request_id(request)
+    client address and tenant stored as the chain stores them, for the access line."""
     request[REQUEST_ID] = rid
     request[CLIENT_ADDRESS] = address
     request[TENANT] = tenant
-    return rid
 
 
-def address_of_client(addresses: ClientAddresses, request: web.BaseRequest) -> IPAddress | None:
-    """The client's address, from forwarding headers only when the peer is a trusted proxy."""
-    headers = request.headers
+def address_of_client(addresses: ClientAddresses, peer: str | None,
+                      headers: CIMultiDictProxy[str]) -> IPAddress | None:
+    """The client's address, from forwarding headers only when the peer (the connection's
+    remote address) is a trusted proxy."""
     forwarded = headers.getall(_X_FORWARDED_FOR, None)
-    return addresses(request.remote, ",".join(forwarded) if forwarded else None,
-                     headers.get(_X_REAL_IP))
+    return addresses(peer, ",".join(forwarded) if forwarded else None, headers.get(_X_REAL_IP))
 
 
 def known_tenant(tenants: set[str], headers: CIMultiDictProxy[str]) -> str | None:
@@ -162,10 +161,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     needs an identity, so a public route never pays for a password check.
     """
     started = time.perf_counter()
-    rid = request_id(request)
+    rid = request_id(request.headers)
     request[REQUEST_ID] = rid
     try:
-        request[CLIENT_ADDRESS] = address_of_client(request.app[CLIENT_ADDRESSES], request)
+        request[CLIENT_ADDRESS] = address_of_client(request.app[CLIENT_ADDRESSES], request.remote,
+                                                    request.headers)
         ORIGIN.set(Origin(request[CLIENT_ADDRESS], rid))  # for the audit events it causes
         request[TENANT] = await tenant_of(request)
         request[CREDENTIALS] = parse_credentials(request.headers, request.query)

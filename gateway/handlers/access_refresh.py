@@ -7,27 +7,28 @@ fields (chosen in ``errors.render`` by path).
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from aiohttp import web
+from multidict import istr
 
 from gateway.appkeys import (
     CLIENT_ADDRESSES,
-    COUNTS,
     LOGINS,
     RESOLVER,
     TENANT,
     TENANTS_SEEN,
     TOKENS,
 )
+from gateway.early import Early, Incoming, Ready
 from gateway.errors import FieldErrors, InvalidCredentials, UserNotFound
 from gateway.handlers.common import address_of, read_body
-from gateway.middlewares import address_of_client, known_tenant, record_early_answer
+from gateway.middlewares import address_of_client, known_tenant, request_id
 
 __all__ = ["CachedVerify", "blacklist", "obtain", "refresh", "verify"]
 
 NO_ACTIVE_ACCOUNT = "No active account found with the given credentials"
+_CONTENT_TYPE = istr("Content-Type")
 
 
 class NoActiveAccount(InvalidCredentials):
@@ -93,36 +94,35 @@ async def verify(request: web.Request) -> web.Response:
 
 class CachedVerify:
     """``POST /api/token/verify/`` answered before aiohttp's router and middleware
-    (``runner.GatewayRunner`` calls it) when the identity cache alone shows the token live.
+    (``gateway.early``) when the identity cache alone shows the token live.
 
-    Only a small JSON body ``{"token": "<text>"}`` is read here, and only a 200 is given
-    here: anything else (another content type, a body of another shape or size, a tenant
-    to look up, a token the cache does not hold as a live access or refresh token of the
-    tenant, a feed that moved) goes the full path, which finds the body already read
-    (aiohttp keeps it) and decides as it always does.
+    Only a complete JSON body ``{"token": "<text>"}`` of at most ``MAX_BODY`` bytes is
+    read here, and only a 200 is given here: anything else (another method or content
+    type, a body of another shape, a tenant to look up, a token the cache does not hold as
+    a live access or refresh token of the tenant, a feed that moved) goes the full path,
+    which reads the same body and decides as it always does.
     """
 
     #: Largest body read here; a verify body is a token and a few bytes of JSON.
     MAX_BODY = 8192
+    _READY = Ready.of({"Content-Type": "application/json; charset=utf-8"}, b"{}")
 
     def __init__(self, app: web.Application) -> None:
         self._resolver = app[RESOLVER]
-        self._counts = app[COUNTS]
         self._addresses = app[CLIENT_ADDRESSES]
         self._tenants = app[TENANTS_SEEN]
 
-    async def __call__(self, request: web.BaseRequest) -> web.Response | None:
+    def __call__(self, request: Incoming) -> Early | None:
         """200 ``{}``, or None: ask the full path."""
-        started = time.perf_counter()
-        if (request.method != "POST" or request.content_type != "application/json"
-                or not 0 < (request.content_length or 0) <= self.MAX_BODY):
+        raw = request.body
+        if request.method != "POST" or raw is None:
             return None
-        tenant = known_tenant(self._tenants, request.headers)
+        headers = request.headers
+        content_type = headers.get(_CONTENT_TYPE, "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        tenant = known_tenant(self._tenants, headers)
         if tenant is None:
-            return None
-        try:
-            raw = await request.read()
-        except Exception:  # a body cut short: the full path reads it again and answers that
             return None
         try:
             body = json.loads(raw.decode("utf-8"))
@@ -133,10 +133,9 @@ class CachedVerify:
         token = body.get("token")
         if type(token) is not str or not self._resolver.verified_in_cache(token, tenant):
             return None
-        rid = record_early_answer(request, address_of_client(self._addresses, request), tenant)
-        self._counts.request(request.path, "POST", 200, time.perf_counter() - started)
-        return web.Response(body=b"{}", content_type="application/json", charset="utf-8",
-                            headers={"X-Request-ID": rid})
+        return Early(self._READY, request_id(headers),
+                     address_of_client(self._addresses, request.peer, headers), tenant,
+                     request.url.path)
 
 
 async def blacklist(request: web.Request) -> web.Response:

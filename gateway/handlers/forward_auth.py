@@ -16,7 +16,6 @@ nginx ``auth_request`` passes only a 401, so it gets the 401 with the sign-in UR
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,7 +26,6 @@ from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy, istr
 
 from gateway.appkeys import (
     CLIENT_ADDRESSES,
-    COUNTS,
     CREDENTIALS,
     MEDIA,
     RESOLVER,
@@ -35,10 +33,11 @@ from gateway.appkeys import (
     TENANTS_SEEN,
 )
 from gateway.config import Config
+from gateway.early import Early, Incoming, Ready, UnsafeHeader
 from gateway.errors import ConflictingForwardHeaders, GatewayError, Unauthenticated
 from gateway.identity.cache import CachedToken
 from gateway.identity.credentials import Credentials, Identity, parse_credentials
-from gateway.middlewares import address_of_client, known_tenant, record_early_answer
+from gateway.middlewares import address_of_client, known_tenant, request_id
 from gateway.netaddr import IPAddress
 from gateway.portal.browsers import navigation_sign_in, take_cookie
 from gateway.proxy.decision import authorize, identity_headers, media_token
@@ -128,7 +127,7 @@ class _Known:
     token, the cache entry that said so."""
 
     identity: Identity
-    headers: dict[str, str]
+    ready: Ready
     config: Config
     token: str = ""
     entry: CachedToken | None = None
@@ -141,9 +140,9 @@ _Memory = TypeVar("_Memory", _Key, bytes)
 
 class CachedAnswers:
     """``/auth`` in its most common cases, answered before aiohttp's router and middleware
-    (``runner.GatewayRunner`` calls it): a credential in the headers that the identity
-    cache holds and a rule that asks for nothing more than an identity; or a media URL
-    whose token's verified claims the cache holds, when the token alone decides.
+    (``gateway.early``): a credential in the headers that the identity cache holds and a
+    rule that asks for nothing more than an identity; or a media URL whose token's
+    verified claims the cache holds, when the token alone decides.
 
     It runs the same steps as the middleware and ``forward_auth`` (request id, client
     address, a tenant already known, the original request, the rule, credentials, the
@@ -151,9 +150,9 @@ class CachedAnswers:
     would do otherwise: a tenant to look up, repeated or disagreeing forward headers, a
     bad path, a rule that denies, bypasses or wants a role the user lacks, no credential
     in the headers, a credential the cache does not hold or refuses, a feed that moved, a
-    media token that is one-time, names a user, or fails a check. The full path then
-    answers, and decides as it always does; so this changes how fast the answer comes,
-    never what it is.
+    media token that is one-time, names a user, or fails a check, identity headers that
+    cannot be sent as they are. The full path then answers, and decides as it always does;
+    so this changes how fast the answer comes, never what it is.
 
     What a token proved is also remembered, under the exact header values that carried it
     (Authorization, X-Key, X-Access-Token, tenant), and used again while
@@ -169,7 +168,6 @@ class CachedAnswers:
     def __init__(self, app: web.Application, size: int = 4096) -> None:
         self._settings = app[SETTINGS]
         self._resolver = app[RESOLVER]
-        self._counts = app[COUNTS]
         self._addresses = app[CLIENT_ADDRESSES]
         self._tenants = app[TENANTS_SEEN]
         self._size = size
@@ -177,10 +175,10 @@ class CachedAnswers:
         self._known_basic: dict[bytes, _Known] = {}
         self._media_service = app[MEDIA]
         self._media_tokens: dict[str, tuple[str | None, bool]] = {}
+        self._media_ready: dict[tuple[str, str], tuple[Config, Ready]] = {}
 
-    def __call__(self, request: web.BaseRequest) -> web.Response | None:
+    def __call__(self, request: Incoming) -> Early | None:
         """The answer to an ``/auth`` request, or None: ask the full path."""
-        started = time.perf_counter()
         headers = request.headers
         tenant = known_tenant(self._tenants, headers)
         if tenant is None:
@@ -197,13 +195,13 @@ class CachedAnswers:
         decision = route.decision
         if decision.policy != "authenticated":
             return None
-        query = request.query if "?" in request.raw_path else _NO_QUERY
+        query = request.url.query if "?" in request.raw_path else _NO_QUERY
         key: _Key = (headers.get(_AUTHORIZATION), headers.get(_X_KEY) or query.get("x_key"),
                      headers.get(_X_ACCESS_TOKEN) or query.get("access_token"), tenant)
-        address = address_of_client(self._addresses, request)
+        address = address_of_client(self._addresses, request.peer, headers)
         if route.media_id is not None:
-            answer = self._media(headers, key, uri, route.media_id, decision, address, config)
-            if answer is None:
+            ready = self._media(headers, key, uri, route.media_id, decision, address, config)
+            if ready is None:
                 return None
         else:
             known = self._known.get(key)
@@ -215,13 +213,11 @@ class CachedAnswers:
             if decision.roles is not None and not decision.roles.intersection(
                     known.identity.user.roles):
                 return None
-            answer = known.headers.copy()
-        answer["X-Request-ID"] = record_early_answer(request, address, tenant)
-        self._counts.request("/auth", request.method, 200, time.perf_counter() - started)
-        return web.Response(status=200, headers=answer)
+            ready = known.ready
+        return Early(ready, request_id(headers), address, tenant, "/auth")
 
     def _media(self, headers: CIMultiDictProxy[str], key: _Key, uri: str, media_id: str,
-                decision: Decision, address: IPAddress | None, config: Config) -> dict[str, str] | None:
+               decision: Decision, address: IPAddress | None, config: Config) -> Ready | None:
         """The identity headers of a media URL whose token passes from the cache alone
         (``MediaService.cached_grant``), else None. Only a request with no user credential
         of any kind (header, query, portal cookie) and a rule that wants no role: there the
@@ -233,11 +229,22 @@ class CachedAnswers:
         token, credential_in_uri = self._media_token(uri)
         if token is None or credential_in_uri:
             return None
-        grant = self._media_service.cached_grant(token, tenant=key[3], address=address,
+        tenant = key[3]
+        grant = self._media_service.cached_grant(token, tenant=tenant, address=address,
                                                  media_id=media_id)
         if grant is None:
             return None
-        return identity_headers(config.gateway.headers, key[3], None, grant.kid)
+        made = self._media_ready.get((tenant, grant.kid))
+        if made is None or made[0] is not config:
+            try:
+                made = config, Ready.of(identity_headers(config.gateway.headers, tenant, None,
+                                                         grant.kid))
+            except UnsafeHeader:
+                return None
+            if len(self._media_ready) >= self._size:
+                self._media_ready.clear()
+            self._media_ready[tenant, grant.kid] = made
+        return made[1]
 
     def _media_token(self, uri: str) -> tuple[str | None, bool]:
         """The media token in the original URI's query, and whether that query also carries
@@ -268,9 +275,10 @@ class CachedAnswers:
         if entry is None:
             return None
         identity = entry.identity
-        known = _Known(identity, identity_headers(config.gateway.headers, tenant, identity,
-                                                  identity.token.jti if identity.token else ""),
-                       config, credentials.token, entry)
+        ready = self._ready(config, tenant, identity, identity.token.jti if identity.token else "")
+        if ready is None:
+            return None
+        known = _Known(identity, ready, config, credentials.token, entry)
         self._remember(self._known, key, known)
         return known
 
@@ -283,10 +291,19 @@ class CachedAnswers:
         digest, identity = found
         known = self._known_basic.get(digest)
         if known is None or known.identity is not identity or known.config is not config:
-            known = _Known(identity, identity_headers(config.gateway.headers, tenant, identity, ""),
-                           config)
+            ready = self._ready(config, tenant, identity, "")
+            if ready is None:
+                return None
+            known = _Known(identity, ready, config)
             self._remember(self._known_basic, digest, known)
         return known
+
+    @staticmethod
+    def _ready(config: Config, tenant: str, identity: Identity, token_id: str) -> Ready | None:
+        try:
+            return Ready.of(identity_headers(config.gateway.headers, tenant, identity, token_id))
+        except UnsafeHeader:
+            return None
 
     def _remember(self, memory: dict[_Memory, _Known], key: _Memory, known: _Known) -> None:
         if len(memory) >= self._size:

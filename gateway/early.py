@@ -1,0 +1,69 @@
+"""Answers given before the app: a request as the caches see it, and an answer ready to send.
+
+``/auth`` and token verification in their common cases are decided by the identity cache
+alone (``forward_auth.CachedAnswers``, ``access_refresh.CachedVerify``). For those, the
+request object, handler task and response object that aiohttp makes per request cost
+more than the decision itself, so ``runner._Connection`` asks for an early answer as soon
+as a request is parsed on an idle keep-alive connection and writes it itself; for any
+other request (``runner.GatewayRunner``) the same question is asked before the router,
+and the answer goes out as a ``web.Response``. Either way the answerers see an
+``Incoming`` and give an ``Early`` answer or None (ask the full path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from gateway.netaddr import IPAddress
+
+__all__ = ["Early", "Incoming", "Ready", "UnsafeHeader"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What an early answer may read of a request."""
+
+    method: str
+    url: URL  # relative, as parsed: ``url.path`` is decoded, ``url.query`` parsed
+    raw_path: str  # the request target as sent, query included
+    headers: CIMultiDictProxy[str]
+    peer: str | None  # the connection's remote address, as ``web.BaseRequest.remote``
+    body: bytes | None = None  # a complete body, when the request has one
+
+
+class UnsafeHeader(ValueError):
+    """A header value that would break the header block (CR or LF)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """An answer's headers (besides ``X-Request-ID`` and the framing ones) and body, as a
+    mapping for a ``web.Response`` and as the header lines to write. Build it once per
+    answer that repeats (``of``), not per request."""
+
+    headers: dict[str, str]
+    lines: bytes
+    body: bytes = b""
+
+    @classmethod
+    def of(cls, headers: dict[str, str], body: bytes = b"") -> Ready:
+        """Raises ``UnsafeHeader`` for a value with CR or LF (aiohttp refuses those too)."""
+        for value in headers.values():
+            if "\r" in value or "\n" in value:
+                raise UnsafeHeader("a header value holds CR or LF")
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        return cls(headers, lines.encode("utf-8"), body)
+
+
+@dataclass(frozen=True, slots=True)
+class Early:
+    """A 200 decided before the app, with what the access line and the metrics record."""
+
+    ready: Ready
+    request_id: str
+    client: IPAddress | None
+    tenant: str
+    route: str  # for the metrics: the route's pattern
