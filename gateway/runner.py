@@ -74,6 +74,7 @@ def _error_for(status: int, exc: BaseException | None) -> GatewayError:
 _REQUEST_LINE = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})[ ?#\r\n]?")
 _PATH_ENDS = frozenset(b" ?#\r\n")
 _VERIFY_PATHS = frozenset({"/api/token/verify/", "/api/token/verify"})
+_EARLY_PATHS = _VERIFY_PATHS | {"/auth"}  # the paths that may have an early answer
 #: Largest body an early answer is given for (a verify body is a token and a few bytes).
 _MAX_EARLY_BODY = 8192
 
@@ -204,7 +205,8 @@ class _Connection(web.RequestHandler):
         started = time.perf_counter()
         answers = self._early
         if (answers is None or type(message) is not RawRequestMessage or message.version != HttpVersion11
-                or message.should_close or message.upgrade or message.url.absolute):
+                or message.should_close or message.upgrade or message.url.absolute
+                or message.url.path not in _EARLY_PATHS):
             return False
         body = None
         if payload is not EMPTY_PAYLOAD:
@@ -221,10 +223,11 @@ class _Connection(web.RequestHandler):
             return False
         ready = early.ready
         assert self.transport is not None
-        self.transport.write(b"".join((
+        answer = b"".join((
             b"HTTP/1.1 200 OK\r\n", ready.lines, b"X-Request-ID: ", early.request_id.encode(),
             b"\r\nContent-Length: ", str(len(ready.body)).encode(), b"\r\n", _date_line(),
-            _SERVER, ready.body)))
+            _SERVER, ready.body))
+        self.transport.write(answer)
         # What the handler loop does after a keep-alive answer.
         loop = self._loop
         self._manager.requests_count += 1  # type: ignore[union-attr]
@@ -236,7 +239,7 @@ class _Connection(web.RequestHandler):
                 self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
         seconds = time.perf_counter() - started
         if self._logging_enabled:
-            access_line(early.request_id, message.method, message.url.path, 200, len(ready.body),
+            access_line(early.request_id, message.method, message.url.path, 200, len(answer),
                         seconds, early.client, self._peer, early.tenant)
         answers.count(early, message.method, seconds)
         return True
@@ -285,8 +288,7 @@ class GatewayRunner(web.AppRunner):
         early = _EarlyAnswers(self.app)
 
         async def early_first(request: web.BaseRequest) -> web.StreamResponse:
-            path = request.path
-            if path != "/auth" and path not in _VERIFY_PATHS:
+            if request.path not in _EARLY_PATHS:
                 return await handle(request)
             started = time.perf_counter()
             body = None
