@@ -46,6 +46,7 @@ from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from multidict import CIMultiDictProxy
 
 from gateway.appkeys import COUNTS
 from gateway.early import Early, Incoming
@@ -116,6 +117,10 @@ class _EarlyAnswers:
             return self._verify(incoming)
         return None
 
+    def reads_body(self, path: str, method: str, headers: CIMultiDictProxy[str]) -> bool:
+        """Whether an answerer reads this request's body (only then is it read early)."""
+        return path in _VERIFY_PATHS and self._verify.reads(method, headers)
+
     def count(self, early: Early, method: str, seconds: float) -> None:
         self._counts.request(early.route, method, 200, seconds)
 
@@ -149,10 +154,11 @@ class _Connection(web.RequestHandler):
     def __init__(self, manager: web.Server, *, early: _EarlyAnswers | None, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         # Early answers write their access line themselves, so only where the line is the
-        # gateway's own (or none is written).
+        # gateway's own (or none is written); and they keep the connection open, so only
+        # where aiohttp would too (a keep-alive timeout of 0 closes after each answer).
         log_lines = self.access_logger is None or not self._logging_enabled \
             or isinstance(self.access_logger, AccessLogger)
-        self._early = early if log_lines else None
+        self._early = early if log_lines and self._keepalive_timeout > 0 else None
         self._peer: str | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -210,13 +216,18 @@ class _Connection(web.RequestHandler):
             return False
         body = None
         if payload is not EMPTY_PAYLOAD:
-            if not payload.is_eof() or payload.total_bytes > _MAX_EARLY_BODY:
+            if not payload.is_eof() or payload.total_bytes > _MAX_EARLY_BODY \
+                    or not answers.reads_body(message.url.path, message.method, message.headers):
                 return False
             body = payload.read_nowait()
         if self._peer is None:
             self._peer = _remote(self.transport.get_extra_info("peername")) if self.transport else None
-        early = answers(Incoming(message.method, message.url, message.path, message.headers,
-                                 self._peer, body))
+        try:
+            early = answers(Incoming(message.method, message.url, message.path, message.headers,
+                                     self._peer, body))
+        except Exception:  # a bug: the handler loop answers the request, as it would have
+            log.exception("no early answer for a request on %s", message.url.path)
+            early = None
         if early is None:
             if body:  # the handler reads it again
                 self._messages[0] = message, _filled(self, body)
@@ -232,11 +243,10 @@ class _Connection(web.RequestHandler):
         loop = self._loop
         self._manager.requests_count += 1  # type: ignore[union-attr]
         self._keepalive = True
-        if self._keepalive_timeout:
-            close_time = loop.time() + self._keepalive_timeout
-            self._next_keepalive_close_time = close_time
-            if self._keepalive_handle is None:
-                self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
+        close_time = loop.time() + self._keepalive_timeout
+        self._next_keepalive_close_time = close_time
+        if self._keepalive_handle is None:
+            self._keepalive_handle = loop.call_at(close_time, self._process_keepalive)
         seconds = time.perf_counter() - started
         if self._logging_enabled:
             access_line(early.request_id, message.method, message.url.path, 200, len(answer),
@@ -293,7 +303,8 @@ class GatewayRunner(web.AppRunner):
             started = time.perf_counter()
             body = None
             if request.body_exists:
-                if not 0 < (request.content_length or 0) <= _MAX_EARLY_BODY:
+                if not (0 < (request.content_length or 0) <= _MAX_EARLY_BODY
+                        and early.reads_body(request.path, request.method, request.headers)):
                     return await handle(request)
                 try:
                     body = await request.read()

@@ -1,9 +1,11 @@
-"""``/auth`` and token verification answered from the identity cache before the router
-(``forward_auth.CachedAnswers``, ``access_refresh.CachedVerify``) answer exactly what the
-full path answers.
+"""``/auth`` and token verification answered early from the identity cache
+(``gateway.early``: ``forward_auth.CachedAnswers``, ``access_refresh.CachedVerify``) answer
+exactly what the full path answers.
 
 Two apps on one database: one served by ``GatewayRunner`` as ``gateway serve`` serves it
-(the cache is asked first), one by aiohttp's plain ``AppRunner`` (always the full path).
+(the cache is asked first: by the connection for requests on a keep-alive connection, as
+the client's sessions send them, else before the router), one by aiohttp's plain
+``AppRunner`` (always the full path).
 Every request goes to both, twice (so the second finds the cache warm), and the answers
 must agree: status, identity headers, challenge and error body. Revocations must hold on
 the very next request either way.

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from multidict import istr
+from multidict import CIMultiDictProxy, istr
 
 from gateway.appkeys import (
     CLIENT_ADDRESSES,
@@ -112,14 +112,18 @@ class CachedVerify:
         self._addresses = app[CLIENT_ADDRESSES]
         self._tenants = app[TENANTS_SEEN]
 
+    @staticmethod
+    def reads(method: str, headers: CIMultiDictProxy[str]) -> bool:
+        """Whether a request's body is for this to read: a POST of JSON (any other body is
+        left unread for the full path, which may stream it)."""
+        content_type = headers.get(_CONTENT_TYPE, "")
+        return method == "POST" and content_type.partition(";")[0].strip().lower() == "application/json"
+
     def __call__(self, request: Incoming) -> Early | None:
         """200 ``{}``, or None: ask the full path."""
         raw = request.body
-        if request.method != "POST" or raw is None:
-            return None
         headers = request.headers
-        content_type = headers.get(_CONTENT_TYPE, "")
-        if content_type.partition(";")[0].strip().lower() != "application/json":
+        if raw is None or not self.reads(request.method, headers):
             return None
         tenant = known_tenant(self._tenants, headers)
         if tenant is None:
