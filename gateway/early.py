@@ -13,25 +13,29 @@ and the answer goes out as a ``web.Response``. Either way the answerers see an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.netaddr import IPAddress
 
-__all__ = ["Early", "Incoming", "Ready", "UnsafeHeader"]
+__all__ = ["MAX_BODY", "Early", "Incoming", "Ready", "UnsafeHeader"]
+
+#: Largest body read for an early answer (a verify body is a token and a few bytes of JSON).
+MAX_BODY = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """What an early answer may read of a request."""
+class Incoming(NamedTuple):
+    """What an early answer may read of a request (a tuple: made for every request that
+    may have one, and cheaper to make than a dataclass)."""
 
     method: str
     url: URL  # relative, as parsed: ``url.path`` is decoded, ``url.query`` parsed
     raw_path: str  # the request target as sent, query included
     headers: CIMultiDictProxy[str]
     peer: str | None  # the connection's remote address, as ``web.BaseRequest.remote``
-    body: bytes | None = None  # a complete body, when the request has one
+    body: bytes | None = None  # a complete body, when an answerer reads it (``reads``)
 
 
 class UnsafeHeader(ValueError):
@@ -58,8 +62,7 @@ class Ready:
         return cls(headers, lines.encode("utf-8"), body)
 
 
-@dataclass(frozen=True, slots=True)
-class Early:
+class Early(NamedTuple):
     """A 200 decided before the app, with what the access line and the metrics record."""
 
     ready: Ready

@@ -49,7 +49,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from multidict import CIMultiDictProxy
 
 from gateway.appkeys import COUNTS
-from gateway.early import Early, Incoming
+from gateway.early import MAX_BODY, Early, Incoming
 from gateway.errors import BadRequest, ErrorShape, GatewayError, InternalError, render, status_for_path
 from gateway.logs import AccessLogger, access_line
 from gateway.middlewares import record_early_answer, request_id
@@ -76,8 +76,6 @@ _REQUEST_LINE = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})[ ?#\r\n]?")
 _PATH_ENDS = frozenset(b" ?#\r\n")
 _VERIFY_PATHS = frozenset({"/api/token/verify/", "/api/token/verify"})
 _EARLY_PATHS = _VERIFY_PATHS | {"/auth"}  # the paths that may have an early answer
-#: Largest body an early answer is given for (a verify body is a token and a few bytes).
-_MAX_EARLY_BODY = 8192
 
 
 def _remote(peername: Any) -> str | None:
@@ -216,7 +214,7 @@ class _Connection(web.RequestHandler):
             return False
         body = None
         if payload is not EMPTY_PAYLOAD:
-            if not payload.is_eof() or payload.total_bytes > _MAX_EARLY_BODY \
+            if not payload.is_eof() or payload.total_bytes > MAX_BODY \
                     or not answers.reads_body(message.url.path, message.method, message.headers):
                 return False
             body = payload.read_nowait()
@@ -303,7 +301,7 @@ class GatewayRunner(web.AppRunner):
             started = time.perf_counter()
             body = None
             if request.body_exists:
-                if not (0 < (request.content_length or 0) <= _MAX_EARLY_BODY
+                if not (0 < (request.content_length or 0) <= MAX_BODY
                         and early.reads_body(request.path, request.method, request.headers)):
                     return await handle(request)
                 try:

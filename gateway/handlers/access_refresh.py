@@ -96,21 +96,25 @@ class CachedVerify:
     """``POST /api/token/verify/`` answered before aiohttp's router and middleware
     (``gateway.early``) when the identity cache alone shows the token live.
 
-    Only a complete JSON body ``{"token": "<text>"}`` of at most ``MAX_BODY`` bytes is
-    read here, and only a 200 is given here: anything else (another method or content
+    Only a complete JSON body ``{"token": "<text>"}`` (of at most ``early.MAX_BODY``
+    bytes) is read here, and only a 200 is given here: anything else (another method or content
     type, a body of another shape, a tenant to look up, a token the cache does not hold as
     a live access or refresh token of the tenant, a feed that moved) goes the full path,
     which reads the same body and decides as it always does.
     """
 
-    #: Largest body read here; a verify body is a token and a few bytes of JSON.
-    MAX_BODY = 8192
     _READY = Ready.of({"Content-Type": "application/json; charset=utf-8"}, b"{}")
+
+    #: Bodies (of up to ``MEMORY_BODY`` bytes) whose token was read, remembered with it: a
+    #: client verifies the same token again and again. Cleared when full (at most 4 MiB).
+    #: The token is still checked on every request.
+    MEMORY, MEMORY_BODY = 4096, 1024
 
     def __init__(self, app: web.Application) -> None:
         self._resolver = app[RESOLVER]
         self._addresses = app[CLIENT_ADDRESSES]
         self._tenants = app[TENANTS_SEEN]
+        self._tokens: dict[bytes, str] = {}
 
     @staticmethod
     def reads(method: str, headers: CIMultiDictProxy[str]) -> bool:
@@ -120,26 +124,41 @@ class CachedVerify:
         return method == "POST" and content_type.partition(";")[0].strip().lower() == "application/json"
 
     def __call__(self, request: Incoming) -> Early | None:
-        """200 ``{}``, or None: ask the full path."""
+        """200 ``{}``, or None: ask the full path. ``request.body`` is given only when
+        ``reads`` said so."""
         raw = request.body
-        headers = request.headers
-        if raw is None or not self.reads(request.method, headers):
+        if raw is None:
             return None
+        headers = request.headers
         tenant = known_tenant(self._tenants, headers)
         if tenant is None:
             return None
-        try:
-            body = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError):
-            return None
-        if type(body) is not dict or len(body) != 1:
-            return None
-        token = body.get("token")
-        if type(token) is not str or not self._resolver.verified_in_cache(token, tenant):
+        token = self._tokens.get(raw)
+        if token is None:
+            token = _token_of(raw)
+            if token is None:
+                return None
+            if len(raw) <= self.MEMORY_BODY:
+                if len(self._tokens) >= self.MEMORY:
+                    self._tokens.clear()
+                self._tokens[raw] = token
+        if not self._resolver.verified_in_cache(token, tenant):
             return None
         return Early(self._READY, request_id(headers),
                      address_of_client(self._addresses, request.peer, headers), tenant,
                      request.url.path)
+
+
+def _token_of(raw: bytes) -> str | None:
+    """The token of a body that is exactly ``{"token": "<text>"}``, else None."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if type(body) is not dict or len(body) != 1:
+        return None
+    token = body.get("token")
+    return token if type(token) is str else None
 
 
 async def blacklist(request: web.Request) -> web.Response:
