@@ -36,7 +36,7 @@ from gateway.config import Config
 from gateway.early import Early, Incoming, Ready, UnsafeHeader
 from gateway.errors import ConflictingForwardHeaders, GatewayError, Unauthenticated
 from gateway.identity.cache import CachedToken
-from gateway.identity.credentials import Credentials, Identity, parse_credentials
+from gateway.identity.credentials import Identity, parse_credentials
 from gateway.middlewares import address_of_client, known_tenant, request_id
 from gateway.netaddr import IPAddress
 from gateway.portal.browsers import navigation_sign_in, take_cookie
@@ -131,6 +131,7 @@ class _Known:
     config: Config
     token: str = ""
     entry: CachedToken | None = None
+    basic: bytes = b""  # for a Basic credential: the identity cache's key of it
 
 
 #: What a token's answer is remembered under: Authorization, X-Key, X-Access-Token, tenant.
@@ -159,10 +160,11 @@ class CachedAnswers:
     ``Resolver.still_cached`` holds for its cache entry and the config is the one its
     headers were built with: a revocation drops the entry and a reload replaces the
     config, and either sends the next request the long way. A different X-Key or token
-    spelling is another key, checked afresh. The rule is matched on every request. A Basic
-    credential's headers are remembered under the identity cache's keyed hash of it (never
-    under the header, which holds the password), while the cache gives the same identity
-    for that hash. Each memory is cleared when it reaches ``size`` entries.
+    spelling is another key, checked afresh. The rule is matched on every request. What a
+    Basic header proved is remembered under the identity cache's keyed hash of the header
+    (never under the header, which holds the password), while the cache gives the same
+    identity for the credential (``Resolver.still_basic``). Each memory is cleared when it
+    reaches ``size`` entries.
     """
 
     def __init__(self, app: web.Application, size: int = 4096) -> None:
@@ -204,12 +206,16 @@ class CachedAnswers:
             if ready is None:
                 return None
         else:
-            known = self._known.get(key)
-            if known is None or known.entry is None or known.config is not config \
-                    or not self._resolver.still_cached(known.token, known.entry):
-                known = self._learn(headers, query, key, config)
-                if known is None:
-                    return None
+            authorization = key[0]
+            if authorization is not None and authorization[:6].lower() == "basic ":
+                known = self._basic(authorization, headers, query, tenant, config)
+            else:
+                known = self._known.get(key)
+                if known is None or known.entry is None or known.config is not config \
+                        or not self._resolver.still_cached(known.token, known.entry):
+                    known = self._learn(headers, query, key, config)
+            if known is None:
+                return None
             if decision.roles is not None and not decision.roles.intersection(
                     known.identity.user.roles):
                 return None
@@ -263,11 +269,9 @@ class CachedAnswers:
         """What the identity cache says of the request's credentials (a token's answer is
         remembered), else None."""
         credentials = parse_credentials(headers, query)
-        if credentials is None:
+        if credentials is None or credentials.scheme == "basic":  # Basic spelled oddly
             return None
         tenant = key[3]
-        if credentials.scheme == "basic":
-            return self._basic(credentials, tenant, config)
         try:
             entry = self._resolver.cached_token(credentials, tenant)
         except GatewayError:
@@ -282,20 +286,29 @@ class CachedAnswers:
         self._remember(self._known, key, known)
         return known
 
-    def _basic(self, credentials: Credentials, tenant: str, config: Config) -> _Known | None:
-        """A Basic credential's identity from the cache, its headers remembered under the
-        cache's keyed hash (never under the header, which holds the password)."""
-        found = self._resolver.cached_basic(credentials, tenant)
+    def _basic(self, authorization: str, headers: CIMultiDictProxy[str], query: Mapping[str, str],
+               tenant: str, config: Config) -> _Known | None:
+        """A Basic credential's identity from the cache, remembered under the cache's keyed
+        hash of the header (never under the header, which holds the password) while the
+        cache gives the same identity for the credential."""
+        resolver = self._resolver
+        digest = resolver.cache.header_key(tenant, authorization)
+        known = self._known_basic.get(digest)
+        if known is not None and known.config is config \
+                and resolver.still_basic(known.basic, known.identity):
+            return known
+        credentials = parse_credentials(headers, query)
+        if credentials is None or credentials.scheme != "basic":
+            return None
+        found = resolver.cached_basic(credentials, tenant)
         if found is None:
             return None
-        digest, identity = found
-        known = self._known_basic.get(digest)
-        if known is None or known.identity is not identity or known.config is not config:
-            ready = self._ready(config, tenant, identity, "")
-            if ready is None:
-                return None
-            known = _Known(identity, ready, config)
-            self._remember(self._known_basic, digest, known)
+        basic, identity = found
+        ready = self._ready(config, tenant, identity, "")
+        if ready is None:
+            return None
+        known = _Known(identity, ready, config, basic=basic)
+        self._remember(self._known_basic, digest, known)
         return known
 
     @staticmethod

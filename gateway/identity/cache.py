@@ -183,6 +183,13 @@ class IdentityCache:
         message = "\0".join((tenant, username, password)).encode("utf-8", "surrogatepass")
         return hashlib.blake2s(message, key=self._key).digest()
 
+    def header_key(self, tenant: str, header: str) -> bytes:
+        """The key an ``Authorization`` header is remembered under (``basic_key``'s MAC,
+        over the header as sent): for what was decided for a Basic header, never the
+        header itself."""
+        message = "\0".join((tenant, header)).encode("utf-8", "surrogatepass")
+        return hashlib.blake2s(message, key=self._key).digest()
+
     def basic(self, key: bytes, now: float) -> Identity | None:
         found = self._get(key)
         if isinstance(found, _CachedBasic):

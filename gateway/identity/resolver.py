@@ -87,6 +87,16 @@ class Resolver:
         cache.counts.cache_hits += 1
         return key, identity
 
+    def still_basic(self, key: bytes, identity: Identity) -> bool:
+        """Whether the cache still gives ``identity`` for the Basic credential remembered
+        under ``key`` (``cached_basic``), with no change announced since it caught up: a
+        password change, a disabled user and the TTL all drop or replace the entry."""
+        cache = self.cache
+        if cache.current() and cache.basic(key, self._clock()) is identity:
+            cache.counts.cache_hits += 1
+            return True
+        return False
+
     def cached_token(self, credentials: Credentials, tenant: str) -> CachedToken | None:
         """``cached`` for a token credential: the cache entry that answered, so that a
         caller may remember what it decided and ask ``still_cached`` later."""
