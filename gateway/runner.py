@@ -1,4 +1,5 @@
-"""The runner the app is served with: aiohttp's, with malformed HTTP answered in JSON.
+"""The runner the app is served with: aiohttp's, with malformed HTTP answered in JSON and
+the answers the caches alone decide written early.
 
 A request aiohttp cannot parse (a control character in a header, a request line or a
 header over 8,190 bytes, too many headers) never reaches the app or its middleware:
@@ -15,7 +16,7 @@ The same handler keeps reading the body of the request in progress during a drai
 (``gateway.early``) skip the app. On an idle keep-alive HTTP/1.1 connection a request
 that aiohttp's parser has just read whole is answered by the connection itself
 (``_Connection._answer_early``): no request object, handler task or response object is
-made, which is most of what a request costs aiohttp. It takes what aiohttp's handler
+made, which is most of what a request costs aiohttp. It does what aiohttp's handler
 loop would do for that request: the answer is written in order (only when no other
 request is queued or in progress on the connection, and not while the transport's
 buffer is full), the keep-alive deadline moves, the access line and the metrics are

@@ -34,18 +34,29 @@ http {{
 """
 
 
-def template_of(snippet: str) -> str:
+def _escaped(snippet: str) -> str:
+    return on_loopback(snippet.replace("{", "{{").replace("}", "}}"), gateway="{gateway_port}",
+                       upstream="{upstream_port}")
+
+
+def template_of(snippet: str, http: str = "") -> str:
     """An nginx.conf template: ``snippet`` (``location`` blocks with the README's example
-    addresses) as the one server, listening on ``{port}``."""
-    escaped = snippet.replace("{", "{{").replace("}", "}}")
-    return (SKELETON + "    server {{\n        listen 127.0.0.1:{port};\n"
-            + on_loopback(escaped, gateway="{gateway_port}", upstream="{upstream_port}")
-            + "    }}\n}}\n")
+    addresses) as the one server, listening on ``{port}``; ``http``, blocks of the ``http``
+    context (an ``upstream``), before it."""
+    return (SKELETON + _escaped(http) + "    server {{\n        listen 127.0.0.1:{port};\n"
+            + _escaped(snippet) + "    }}\n}}\n")
 
 
 #: The README's nginx section as written there, with test paths and ports.
 README_SNIPPET = readme_block("nginx `auth_request`", "nginx")
 CONFIG = template_of(README_SNIPPET)
+#: The same with kept-open connections to the gateway: the README's upstream block and its
+#: auth location, then the first snippet's other locations.
+_KEEPALIVE = "Keeping connections to the gateway open"
+KEEPALIVE_CONFIG = template_of(
+    readme_block(_KEEPALIVE, "nginx", "location = /_gateway_auth")
+    + README_SNIPPET[README_SNIPPET.index("location / {"):],
+    http=readme_block(_KEEPALIVE, "nginx", "upstream gateway"))
 
 
 class Nginx:

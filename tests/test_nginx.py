@@ -11,16 +11,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.nginx import Nginx
+from tests.nginx import CONFIG, KEEPALIVE_CONFIG, Nginx
 from tests.servers import Server, clean_env
 
 PASSWORD = "admin-password-123"
 ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
 
 
-@pytest.fixture
-async def stack(tmp_path: Path):
-    """nginx → gateway (/auth) and nginx → upstream; the upstream records what reaches it."""
+@pytest.fixture(params=[CONFIG, KEEPALIVE_CONFIG], ids=["connection-per-request", "kept-open"])
+async def stack(tmp_path: Path, request: pytest.FixtureRequest):
+    """nginx → gateway (/auth) and nginx → upstream; the upstream records what reaches it.
+    nginx as the README configures it: a connection per ``auth_request``, or kept open."""
     seen: list[dict[str, str]] = []
 
     async def record(request: web.Request) -> web.Response:
@@ -41,7 +42,7 @@ async def stack(tmp_path: Path):
         "    - {path: '^/admin', policy: authenticated, roles: [ROLE_SUPER]}\n"
     )
     gateway = Server(tmp_path, config, clean_env(GATEWAY_ADMIN_PASSWORD=PASSWORD))
-    nginx = Nginx(tmp_path / "nginx", gateway.port, upstream.port)
+    nginx = Nginx(tmp_path / "nginx", gateway.port, upstream.port, template=request.param)
     try:
         await asyncio.gather(gateway.wait_ready(), nginx.wait_ready())
         yield nginx, gateway, seen
@@ -49,6 +50,16 @@ async def stack(tmp_path: Path):
         nginx.stop()
         assert gateway.stop() == 0, gateway.output()
         await upstream.close()
+
+
+def open_connections(port: int) -> int:
+    """Established TCP connections accepted on the loopback ``port`` (from /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _, state = line.split()[1:4]
+        if int(local.rpartition(":")[2], 16) == port and state == "01":
+            count += 1
+    return count
 
 
 async def get(http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None):
@@ -94,3 +105,23 @@ async def test_nginx_auth_request_end_to_end(stack):
         assert seen[-1]["X-Auth-Token-Id"] == issued["kid"]
         assert (await get(http, url))[0] == 403
         assert (await get(http, f"{nginx.url}/media/29?signingKey={issued['token']}"))[0] == 403
+
+
+async def test_a_token_used_again_and_again_is_refused_after_logout(stack):
+    nginx, gateway, seen = stack
+    # Straight to the gateway on connections closed after each answer: the only ones left
+    # open to it are nginx's.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as direct, \
+            aiohttp.ClientSession() as http:
+        async with direct.post(f"{gateway.url}/login",
+                               json={"username": "admin", "password": PASSWORD}) as response:
+            login = await response.json()
+        session = {"X-Access-Token": login["token"], "X-Key": login["key"]}
+        for _ in range(20):
+            assert await get(http, f"{nginx.url}/hello", session) == (200, "content of /hello")
+        assert seen[-1]["X-Auth-User"] == "admin"
+        # Kept open: nginx's connections to the gateway outlive the requests.
+        assert (open_connections(gateway.port) > 0) == ("keepalive" in nginx.config_text)
+        async with direct.post(f"{gateway.url}/logout", headers=session) as response:
+            assert response.status == 200
+        assert (await get(http, f"{nginx.url}/hello", session))[0] == 401
