@@ -12,6 +12,7 @@ and the answer goes out as a ``web.Response``. Either way the answerers see an
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -39,7 +40,14 @@ class Incoming(NamedTuple):
 
 
 class UnsafeHeader(ValueError):
-    """A header value that would break the header block (CR or LF)."""
+    """A header name or value with a control character (it could break the header block)."""
+
+
+#: Headers an early answer writes itself (``runner._Connection``).
+_FRAMING = frozenset({"x-request-id", "content-length", "date", "server", "connection",
+                      "transfer-encoding"})
+#: What aiohttp's writer refuses in a header name or value.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +62,12 @@ class Ready:
 
     @classmethod
     def of(cls, headers: dict[str, str], body: bytes = b"") -> Ready:
-        """Raises ``UnsafeHeader`` for a value with CR or LF (aiohttp refuses those too)."""
-        for value in headers.values():
-            if "\r" in value or "\n" in value:
-                raise UnsafeHeader("a header value holds CR or LF")
+        """Raises ``UnsafeHeader`` for a name or value with a control character (which
+        aiohttp refuses to write too), or a name the answer sets itself."""
+        for name, value in headers.items():
+            if _CONTROL.search(name) or _CONTROL.search(value) or ":" in name \
+                    or name.lower() in _FRAMING:
+                raise UnsafeHeader("a header that cannot be sent as it is")
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         return cls(headers, lines.encode("utf-8"), body)
 

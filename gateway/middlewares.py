@@ -55,7 +55,7 @@ __all__ = ["MIDDLEWARES", "error_response"]
 
 log = logging.getLogger("gateway")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HTTP_ERRORS: dict[int, type[GatewayError]] = {
     404: NotFound,
     405: MethodNotAllowed,
@@ -90,7 +90,7 @@ def request_id(headers: CIMultiDictProxy[str]) -> str:
     """A sane client ``X-Request-ID`` (it goes out in headers and log lines as it is), else
     a new one."""
     offered = headers.get(_X_REQUEST_ID)
-    if offered is not None and _REQUEST_ID.match(offered):
+    if offered is not None and _REQUEST_ID.fullmatch(offered):
         return offered
     return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 

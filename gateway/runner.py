@@ -47,7 +47,7 @@ from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDictProxy, istr
 
 from gateway.appkeys import COUNTS
 from gateway.early import MAX_BODY, Early, Incoming
@@ -77,6 +77,7 @@ _REQUEST_LINE = re.compile(rb"[A-Z]{1,16} (/[^ ?#\r\n]{0,64})[ ?#\r\n]?")
 _PATH_ENDS = frozenset(b" ?#\r\n")
 _VERIFY_PATHS = frozenset({"/api/token/verify/", "/api/token/verify"})
 _EARLY_PATHS = _VERIFY_PATHS | {"/auth"}  # the paths that may have an early answer
+_EXPECT = istr("Expect")
 
 
 def _remote(peername: Any) -> str | None:
@@ -211,7 +212,7 @@ class _Connection(web.RequestHandler):
         answers = self._early
         if (answers is None or type(message) is not RawRequestMessage or message.version != HttpVersion11
                 or message.should_close or message.upgrade or message.url.absolute
-                or message.url.path not in _EARLY_PATHS):
+                or message.url.path not in _EARLY_PATHS or _EXPECT in message.headers):
             return False
         body = None
         if payload is not EMPTY_PAYLOAD:
@@ -233,10 +234,12 @@ class _Connection(web.RequestHandler):
             return False
         ready = early.ready
         assert self.transport is not None
+        # HEAD: no body, and, as aiohttp answers it, no Content-Length.
+        head = message.method == "HEAD"
         answer = b"".join((
             b"HTTP/1.1 200 OK\r\n", ready.lines, b"X-Request-ID: ", early.request_id.encode(),
-            b"\r\nContent-Length: ", str(len(ready.body)).encode(), b"\r\n", _date_line(),
-            _SERVER, ready.body))
+            b"\r\n", b"" if head else b"Content-Length: %d\r\n" % len(ready.body), _date_line(),
+            _SERVER, b"" if head else ready.body))
         self.transport.write(answer)
         # What the handler loop does after a keep-alive answer.
         loop = self._loop
@@ -297,7 +300,8 @@ class GatewayRunner(web.AppRunner):
         early = _EarlyAnswers(self.app)
 
         async def early_first(request: web.BaseRequest) -> web.StreamResponse:
-            if request.path not in _EARLY_PATHS:
+            # A request with Expect goes to the app, which answers 100-continue (or 417).
+            if request.path not in _EARLY_PATHS or _EXPECT in request.headers:
                 return await handle(request)
             started = time.perf_counter()
             body = None
@@ -309,8 +313,12 @@ class GatewayRunner(web.AppRunner):
                     body = await request.read()
                 except Exception:  # a body cut short: the full path reads it again and answers that
                     return await handle(request)
-            answer = early(Incoming(request.method, request.rel_url, request.raw_path,
-                                    request.headers, request.remote, body))
+            try:
+                answer = early(Incoming(request.method, request.rel_url, request.raw_path,
+                                        request.headers, request.remote, body))
+            except Exception:  # a bug: the full path answers the request, as it would have
+                log.exception("no early answer for a request on %s", request.path)
+                answer = None
             if answer is None:
                 return await handle(request)
             record_early_answer(request, answer.request_id, answer.client, answer.tenant)

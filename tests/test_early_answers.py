@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import logs
 from gateway.app import create_app
+from gateway.early import Ready, UnsafeHeader
 from gateway.logs import AccessLogger
 from gateway.runner import GatewayRunner
 from tests.conftest import ADMIN_PASSWORD, Clock, make_config
@@ -125,7 +126,7 @@ async def read_answer(reader: asyncio.StreamReader) -> Answer:
         name, _, value = line.partition(":")
         assert name.lower() not in headers, f"{name} twice"
         headers[name.lower()] = value.strip()
-    body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 10)
+    body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", 0))), 10)
     return Answer(int(status_line.split(" ")[1]), headers, body, len(head) + len(body))
 
 
@@ -300,3 +301,49 @@ async def test_a_revocation_holds_on_the_next_request_of_the_same_connection(gat
         finally:
             writer.close()
 
+
+
+async def test_a_verify_that_expects_100_continue_gets_it(gateway: Gateway) -> None:
+    _, refresh = await tokens(gateway.base)
+    body = json.dumps({"token": refresh}).encode()
+    reader, writer = await connect(gateway.port)
+    try:
+        for number in range(2):  # the second time, the cache knows the token
+            request = verify(body, f"expect-{number}", "Expect: 100-continue")
+            writer.write(request[:-len(body)])  # the head only: the body waits for the 100
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert interim.startswith(b"HTTP/1.1 100 Continue")
+            writer.write(body)
+            answer = await read_answer(reader)
+            assert (answer.status, answer.body) == (200, b"{}")
+    finally:
+        writer.close()
+
+
+async def test_head_is_answered_without_a_body(gateway: Gateway) -> None:
+    access, _ = await tokens(gateway.base)
+    reader, writer = await connect(gateway.port)
+    try:
+        for number in range(3):
+            writer.write(auth(access, f"head-{number}").replace(b"GET ", b"HEAD ", 1))
+            answer = await read_answer(reader)
+            assert (answer.status, answer.headers["x-auth-user"]) == (200, "admin")
+            assert "content-length" not in answer.headers  # as aiohttp answers a HEAD
+        writer.write(auth(access, "after"))  # nothing left over on the connection
+        assert (await read_answer(reader)).headers["x-request-id"] == "after"
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Auth-User": "a\r\nX-Injected: 1"},
+    {"X-Auth-User": "a\x00b"},
+    {"X-Auth\nUser": "a"},
+    {"Content-Length": "5"},
+    {"x-request-id": "mine"},
+])
+def test_a_ready_answer_refuses_headers_it_cannot_send_as_they_are(headers: dict[str, str]) -> None:
+    with pytest.raises(UnsafeHeader):
+        Ready.of(headers)
+    assert Ready.of({"X-Auth-User": "josé", "X-Auth-Roles": "A,B"}).lines == \
+        "X-Auth-User: josé\r\nX-Auth-Roles: A,B\r\n".encode()
