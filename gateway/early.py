@@ -69,7 +69,10 @@ class Ready:
                     or name.lower() in _FRAMING:
                 raise UnsafeHeader("a header that cannot be sent as it is")
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        return cls(headers, lines.encode("utf-8"), body)
+        try:
+            return cls(headers, lines.encode("utf-8"), body)
+        except UnicodeEncodeError:  # a lone surrogate
+            raise UnsafeHeader("a header that cannot be sent as it is") from None
 
 
 class Early(NamedTuple):
