@@ -109,12 +109,21 @@ class _EarlyAnswers:
         self._verify = CachedVerify(app)
         self._counts = app[COUNTS]
 
+    @staticmethod
+    def may_answer(path: str, headers: CIMultiDictProxy[str]) -> bool:
+        """Whether a request may have an early answer at all. One with ``Expect`` goes to the
+        app, which answers ``100 Continue`` (or 417)."""
+        return path in _EARLY_PATHS and _EXPECT not in headers
+
     def __call__(self, incoming: Incoming) -> Early | None:
         path = incoming.url.path
-        if path == "/auth":
-            return self._auth(incoming)
-        if path in _VERIFY_PATHS:
-            return self._verify(incoming)
+        try:
+            if path == "/auth":
+                return self._auth(incoming)
+            if path in _VERIFY_PATHS:
+                return self._verify(incoming)
+        except Exception:  # a bug: the full path answers the request, as it would have
+            log.exception("no early answer for a request on %s", path)
         return None
 
     def reads_body(self, path: str, method: str, headers: CIMultiDictProxy[str]) -> bool:
@@ -212,7 +221,7 @@ class _Connection(web.RequestHandler):
         answers = self._early
         if (answers is None or type(message) is not RawRequestMessage or message.version != HttpVersion11
                 or message.should_close or message.upgrade or message.url.absolute
-                or message.url.path not in _EARLY_PATHS or _EXPECT in message.headers):
+                or not answers.may_answer(message.url.path, message.headers)):
             return False
         body = None
         if payload is not EMPTY_PAYLOAD:
@@ -222,12 +231,8 @@ class _Connection(web.RequestHandler):
             body = payload.read_nowait()
         if self._peer is None:
             self._peer = _remote(self.transport.get_extra_info("peername")) if self.transport else None
-        try:
-            early = answers(Incoming(message.method, message.url, message.path, message.headers,
-                                     self._peer, body))
-        except Exception:  # a bug: the handler loop answers the request, as it would have
-            log.exception("no early answer for a request on %s", message.url.path)
-            early = None
+        early = answers(Incoming(message.method, message.url, message.path, message.headers,
+                                 self._peer, body))
         if early is None:
             if body:  # the handler reads it again
                 self._messages[0] = message, _filled(self, body)
@@ -300,8 +305,7 @@ class GatewayRunner(web.AppRunner):
         early = _EarlyAnswers(self.app)
 
         async def early_first(request: web.BaseRequest) -> web.StreamResponse:
-            # A request with Expect goes to the app, which answers 100-continue (or 417).
-            if request.path not in _EARLY_PATHS or _EXPECT in request.headers:
+            if not early.may_answer(request.path, request.headers):
                 return await handle(request)
             started = time.perf_counter()
             body = None
@@ -313,12 +317,8 @@ class GatewayRunner(web.AppRunner):
                     body = await request.read()
                 except Exception:  # a body cut short: the full path reads it again and answers that
                     return await handle(request)
-            try:
-                answer = early(Incoming(request.method, request.rel_url, request.raw_path,
-                                        request.headers, request.remote, body))
-            except Exception:  # a bug: the full path answers the request, as it would have
-                log.exception("no early answer for a request on %s", request.path)
-                answer = None
+            answer = early(Incoming(request.method, request.rel_url, request.raw_path,
+                                    request.headers, request.remote, body))
             if answer is None:
                 return await handle(request)
             record_early_answer(request, answer.request_id, answer.client, answer.tenant)

@@ -180,14 +180,16 @@ class IdentityCache:
 
         Keyed BLAKE2s rather than HMAC-SHA256: as strong a MAC, and a third of the cost
         (this runs on every Basic request)."""
-        message = "\0".join((tenant, username, password)).encode("utf-8", "surrogatepass")
-        return hashlib.blake2s(message, key=self._key).digest()
+        return self._mac(tenant, username, password)
 
     def header_key(self, tenant: str, header: str) -> bytes:
         """The key an ``Authorization`` header is remembered under (``basic_key``'s MAC,
         over the header as sent): for what was decided for a Basic header, never the
         header itself."""
-        message = "\0".join((tenant, header)).encode("utf-8", "surrogatepass")
+        return self._mac(tenant, header)
+
+    def _mac(self, *parts: str) -> bytes:
+        message = "\0".join(parts).encode("utf-8", "surrogatepass")
         return hashlib.blake2s(message, key=self._key).digest()
 
     def basic(self, key: bytes, now: float) -> Identity | None:
